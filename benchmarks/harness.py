@@ -1,0 +1,62 @@
+"""Benchmark harness: every calculator has an entry; results print as a table
+and are written to ``docs/benchmarks.md``.
+
+An entry module ``benchmarks/entries/<family>.py`` defines ``ENTRIES``, a list
+of :class:`Entry`. Each entry builds its inputs once and returns a dict of
+labelled callables timed side by side in the same run (ours, Thinc's own,
+PyTorch CPU, a numpy floor...). ``baseline`` names the callable that the
+"ratio" column divides by; ``targets`` states, per label, the ratio the SPEC
+asks for (``ours_time / label_time <= target``), so the table says whether
+each target is met.
+"""
+import gc
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+
+@dataclass
+class Entry:
+    name: str  # the calculator, e.g. "SparseCategoricalCrossentropy.v4"
+    case: str  # e.g. "4096x50, int labels"
+    setup: Callable[[], Dict[str, Callable[[], object]]]
+    ours: str = "ours"
+    # label -> maximum allowed ours/label time ratio (e.g. {"thinc v3": 0.1})
+    targets: Dict[str, float] = field(default_factory=dict)
+    memory: bool = False  # also measure peak extra memory of ours with tracemalloc
+    memory_target: Optional[float] = None  # max peak / gradient bytes
+    grad_bytes: Optional[Callable[[], int]] = None
+
+
+def best_time(fn: Callable[[], object], *, min_time: float = 0.2, repeat: int = 5) -> float:
+    """Best per-call seconds over ``repeat`` rounds of at least ``min_time`` each."""
+    fn()  # warm up
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time / repeat or number >= 1 << 20:
+            break
+        number *= 2
+    best = elapsed / number
+    for _ in range(repeat - 1):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def peak_memory(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated (tracemalloc) while ``fn`` runs, result included."""
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    result = fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del result
+    return peak

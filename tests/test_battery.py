@@ -1,0 +1,244 @@
+"""The same checks for every registered calculator (see ``battery.py``)."""
+import json
+
+import numpy
+import pytest
+from hypothesis import given, settings, strategies as st
+from thinc.types import Ragged
+
+from battery import (
+    assert_loss_and_grad_close,
+    inputs,
+    leaves,
+    numeric_gradient,
+    per_example_array,
+    pickled,
+    same,
+    snapshot,
+    take,
+    to_backend,
+    to_host,
+)
+from cases import all_cases
+from conftest import to_numpy
+from golden_values import decode, path_for
+from thinc_losses_plus.entry_points import loss_names
+
+CASES = all_cases()
+IDS = [c.key for c in CASES]
+
+
+def tol(dtype):
+    return {"float16": 2e-2, "float32": 1e-5, "float64": 1e-10}[dtype]
+
+
+def test_every_registered_name_has_cases():
+    covered = {c.name for c in CASES}
+    missing = sorted(set(loss_names()) - covered)
+    assert not missing, f"registered names without battery cases: {missing}"
+    unknown = sorted(covered - set(loss_names()))
+    assert not unknown, f"battery cases for names that are not registered: {unknown}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_call_equals_parts(case, xp):
+    loss_calc = case.build()
+    guesses, truths = inputs(case, xp, "float32")
+    grad, loss = loss_calc(guesses, truths)
+    assert isinstance(loss, float)
+    assert numpy.isfinite(loss)
+    assert same(snapshot(loss_calc.get_grad(guesses, truths)), snapshot(grad))
+    assert loss_calc.get_loss(guesses, truths) == loss
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_gradient_type_shape_dtype(case, xp):
+    loss_calc = case.build()
+    for dtype in case.dtypes:
+        guesses, truths = inputs(case, xp, dtype)
+        grad, loss = loss_calc(guesses, truths)
+        assert type(grad) is type(guesses)
+        g_leaves, x_leaves = leaves(grad), leaves(guesses)
+        assert len(g_leaves) == len(x_leaves)
+        for g, x in zip(g_leaves, x_leaves):
+            assert type(g) is type(x)
+            assert g.shape == x.shape
+            assert g.dtype == x.dtype
+            assert bool(xp.isfinite(g).all())
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_no_mutation_and_deterministic(case, xp):
+    loss_calc = case.build()
+    guesses, truths = inputs(case, xp, "float32")
+    before = snapshot(guesses), snapshot(truths)
+    first = loss_calc(guesses, truths)
+    assert same(snapshot(guesses), before[0])
+    assert same(snapshot(truths), before[1])
+    second = loss_calc(guesses, truths)
+    assert same(snapshot(first[0]), snapshot(second[0]))
+    assert first[1] == second[1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_normalize_divides_by_n(case, xp):
+    guesses, truths = inputs(case, xp)
+    grad_n, loss_n = case.build(normalize=True)(guesses, truths)
+    grad_s, loss_s = case.build(normalize=False)(guesses, truths)
+    n = case.n
+    loss_divisor = n if case.loss_normalized else 1
+    numpy.testing.assert_allclose(loss_n * loss_divisor, loss_s, rtol=1e-10, atol=1e-12)
+    for a, b in zip(leaves(to_host(grad_n)), leaves(to_host(grad_s))):
+        numpy.testing.assert_allclose(a * n, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_per_example_losses_sum_to_loss(case, xp):
+    guesses, truths = inputs(case, xp)
+    loss_calc = case.build(normalize=False)
+    per_example = loss_calc.get_loss_per_example(guesses, truths)
+    values = per_example_array(per_example)
+    if isinstance(per_example, list):
+        assert len(per_example) == case.n
+    elif isinstance(guesses, Ragged):  # one loss per row; the sequences only set n
+        assert per_example.shape == (guesses.dataXd.shape[0],)
+    else:
+        assert per_example.shape == (case.n,)
+    numpy.testing.assert_allclose(values.sum(), loss_calc.get_loss(guesses, truths), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.weightable], ids=[c.key for c in CASES if c.weightable])
+def test_sample_weight(case, xp):
+    guesses, truths = inputs(case, xp)
+    loss_calc = case.build(normalize=False)
+    plain = loss_calc(guesses, truths)
+    ones = loss_calc(guesses, truths, sample_weight=xp.ones((case.n,)))
+    assert_loss_and_grad_close(plain, ones, rtol=1e-12, atol=1e-12)
+    weights = numpy.random.default_rng(3).uniform(0.0, 2.0, size=case.n)
+    per_example = per_example_array(loss_calc.get_loss_per_example(guesses, truths))
+    weighted = per_example_array(
+        loss_calc.get_loss_per_example(guesses, truths, sample_weight=xp.asarray(weights))
+    )
+    numpy.testing.assert_allclose(weighted, per_example * weights, rtol=1e-10, atol=1e-12)
+    # The gradient of a weighted sum is the weighted sum of single-example gradients.
+    grad_w, _ = loss_calc(guesses, truths, sample_weight=xp.asarray(weights))
+    for i in range(case.n):
+        one_hot = numpy.zeros(case.n)
+        one_hot[i] = 1.0
+        grad_i, _ = loss_calc(guesses, truths, sample_weight=xp.asarray(one_hot))
+        if i == 0:
+            total = [g * weights[i] for g in leaves(to_host(grad_i))]
+        else:
+            total = [t + g * weights[i] for t, g in zip(total, leaves(to_host(grad_i)))]
+    for a, b in zip(leaves(to_host(grad_w)), total):
+        numpy.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.permutable], ids=[c.key for c in CASES if c.permutable])
+def test_batch_permutation_invariance(case, xp):
+    guesses, truths = inputs(case, xp)
+    order = numpy.random.default_rng(5).permutation(case.n)
+    grad, loss = case.build()(guesses, truths)
+    grad_p, loss_p = case.build()(take(guesses, order), take(truths, order))
+    numpy.testing.assert_allclose(loss_p, loss, rtol=1e-10, atol=1e-12)
+    for a, b in zip(leaves(to_host(grad_p)), leaves(to_host(take(grad, order)))):
+        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_empty_batch(case, xp):
+    guesses, truths = inputs(case, xp, n=0)
+    grad, loss = case.build()(guesses, truths)
+    assert loss == 0.0 and isinstance(loss, float)
+    assert all(g.size == 0 for g in leaves(grad))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_pickle_round_trip(case, xp):
+    loss_calc = case.build()
+    guesses, truths = inputs(case, xp)
+    clone = pickled(loss_calc)
+    assert type(clone) is type(loss_calc)
+    assert same(snapshot(clone(guesses, truths)[0]), snapshot(loss_calc(guesses, truths)[0]))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.gradient != "none"], ids=[c.key for c in CASES if c.gradient != "none"])
+def test_finite_differences(case):
+    guesses, truths = inputs(case, numpy, "float64")
+    loss_calc = case.build()
+    grad = leaves(to_host(loss_calc.get_grad(guesses, truths)))
+
+    def loss_fn(g):
+        return loss_calc.get_loss(g, truths)
+
+    for leaf, k, numeric in numeric_gradient(case, loss_fn, guesses):
+        analytic = grad[leaf].reshape(-1)[k]
+        assert abs(analytic - numeric) <= case.fd_atol + case.fd_rtol * abs(numeric), (
+            f"{case.key}: d loss/d x[{leaf}][{k}] analytic {analytic} vs numeric {numeric}"
+        )
+
+
+def test_cases_without_fd_check_say_why():
+    for case in CASES:
+        if case.gradient == "none":
+            assert case.why, f"{case.key} skips the finite-difference check without a reason"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.reference], ids=[c.key for c in CASES if c.reference])
+def test_against_float64_reference(case, xp):
+    guesses, truths = inputs(case, xp)
+    per_example = per_example_array(case.build(normalize=False).get_loss_per_example(guesses, truths))
+    expected = numpy.asarray(case.reference(to_host(guesses), to_host_truths(truths), case.settings), dtype="float64")
+    numpy.testing.assert_allclose(per_example, expected.reshape(-1), rtol=1e-9, atol=1e-12)
+
+
+def to_host_truths(truths):
+    if isinstance(truths, list):
+        return [to_host_truths(t) for t in truths]
+    if isinstance(truths, tuple):
+        return tuple(to_host_truths(t) for t in truths)
+    if hasattr(truths, "dtype"):
+        return to_numpy(truths)
+    return truths
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_dtypes_agree(case, xp):
+    """float32 (and float16 where supported) agree with float64 within the dtype's precision."""
+    exact = case.build()(*inputs(case, xp, "float64"))
+    for dtype in case.dtypes:
+        if dtype != "float64":
+            low = case.build()(*inputs(case, xp, dtype))
+            assert_loss_and_grad_close(low, exact, rtol=tol(dtype) * 100, atol=tol(dtype) * 10)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_golden(case):
+    """Released versions are frozen: the pinned numbers never move."""
+    path = path_for(case.name)
+    assert path.exists(), f"no golden values for {case.name}: run python tests/golden_values.py"
+    entry = json.loads(path.read_text()).get(case.id)
+    assert entry is not None, f"no golden values for {case.key}: run python tests/golden_values.py"
+    assert entry["settings"] == json.loads(json.dumps(case.settings))
+    guesses, truths = decode(entry["guesses"]), decode(entry["truths"])
+    grad, loss = case.build()(guesses, truths)
+    numpy.testing.assert_allclose(loss, entry["loss"], rtol=1e-9, atol=1e-12)
+    for a, b in zip(leaves(to_host(grad)), leaves(decode(entry["grad"])), strict=True):
+        numpy.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=st.sampled_from(CASES), n=st.integers(1, 9), seed=st.integers(0, 2**31))
+def test_property_finite_for_valid_inputs(case, n, seed):
+    guesses, truths = inputs(case, numpy, "float32", n=n, seed=seed)
+    grad, loss = case.build()(guesses, truths)
+    assert numpy.isfinite(loss)
+    assert all(numpy.isfinite(g).all() for g in leaves(grad))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_backends_agree(case, xp):
+    """Each backend gives numpy's numbers (trivially true on numpy alone)."""
+    host = case.build()(*inputs(case, numpy, "float64"))
+    here = case.build()(*inputs(case, xp, "float64"))
+    assert_loss_and_grad_close(here, host, rtol=1e-9, atol=1e-12)

@@ -1,0 +1,33 @@
+"""Loss calculators for Thinc and spaCy.
+
+Nothing is registered at import: the calculators reach Thinc's (and spaCy's)
+``registry.losses`` through the ``thinc_losses`` entry points declared in
+``setup.cfg``, which point to :mod:`thinc_losses_plus.registrations`.
+"""
+from ._base import LossCalculator
+from .categorical import CategoricalCrossentropy
+from .categorical import CategoricalFocalCrossentropy
+from .categorical import KLDivergence
+from .categorical import SequenceCategoricalCrossentropy
+from .categorical import SparseCategoricalCrossentropy
+# binary (sigmoid family)
+# regression
+# embedding
+# ctc
+# combine
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LossCalculator",
+    "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "KLDivergence",
+    "SequenceCategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    # binary (sigmoid family)
+    # regression
+    # embedding
+    # ctc
+    # combine
+]

@@ -1,0 +1,133 @@
+"""Every registered, versioned factory: the only target of the entry points.
+
+Each ``configure_<Name>_vN`` is frozen once released: it accepts exactly the
+arguments that version accepted, with the same defaults, and is fully
+type-annotated so that config validation refuses a wrong type or an unknown
+argument. A behaviour change adds ``vN+1`` beside it. Nothing here is
+registered at import: ``setup.cfg``'s ``thinc_losses`` entry points point here.
+"""
+from typing import Dict, List, Optional, Union
+
+from .categorical import (
+    CategoricalCrossentropy,
+    CategoricalFocalCrossentropy,
+    KLDivergence,
+    SequenceCategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+)
+
+ClassWeights = Optional[Union[Dict[str, float], List[float]]]
+
+# Categorical (softmax family) --------------------------------------------
+
+
+def configure_CategoricalCrossentropy_v4(
+    *,
+    normalize: bool = True,
+    names: Optional[List[str]] = None,
+    missing_value: Optional[int] = None,
+    label_smoothing: float = 0.0,
+    from_logits: bool = False,
+    class_weights: ClassWeights = None,
+) -> CategoricalCrossentropy:
+    return CategoricalCrossentropy(
+        normalize=normalize,
+        names=names,
+        missing_value=missing_value,
+        label_smoothing=label_smoothing,
+        from_logits=from_logits,
+        class_weights=class_weights,
+    )
+
+
+def configure_SparseCategoricalCrossentropy_v4(
+    *,
+    normalize: bool = True,
+    names: Optional[List[str]] = None,
+    missing_value: Optional[Union[int, str]] = None,
+    neg_prefix: Optional[str] = None,
+    label_smoothing: float = 0.0,
+    from_logits: bool = False,
+    class_weights: ClassWeights = None,
+) -> SparseCategoricalCrossentropy:
+    return SparseCategoricalCrossentropy(
+        normalize=normalize,
+        names=names,
+        missing_value=missing_value,
+        neg_prefix=neg_prefix,
+        label_smoothing=label_smoothing,
+        from_logits=from_logits,
+        class_weights=class_weights,
+    )
+
+
+def configure_SequenceCategoricalCrossentropy_v4(
+    *,
+    normalize: bool = True,
+    sparse: bool = True,
+    names: Optional[List[str]] = None,
+    missing_value: Optional[Union[int, str]] = None,
+    neg_prefix: Optional[str] = None,
+    label_smoothing: float = 0.0,
+    from_logits: bool = False,
+    class_weights: ClassWeights = None,
+) -> SequenceCategoricalCrossentropy:
+    return SequenceCategoricalCrossentropy(
+        normalize=normalize,
+        sparse=sparse,
+        names=names,
+        missing_value=missing_value,
+        neg_prefix=neg_prefix,
+        label_smoothing=label_smoothing,
+        from_logits=from_logits,
+        class_weights=class_weights,
+    )
+
+
+def configure_CategoricalFocalCrossentropy_v1(
+    *,
+    normalize: bool = True,
+    gamma: float = 2.0,
+    alpha: float = 1.0,
+    class_weights: ClassWeights = None,
+    names: Optional[List[str]] = None,
+    missing_value: Optional[Union[int, str]] = None,
+    neg_prefix: Optional[str] = None,
+    label_smoothing: float = 0.0,
+    from_logits: bool = False,
+) -> CategoricalFocalCrossentropy:
+    return CategoricalFocalCrossentropy(
+        normalize=normalize,
+        gamma=gamma,
+        alpha=alpha,
+        class_weights=class_weights,
+        names=names,
+        missing_value=missing_value,
+        neg_prefix=neg_prefix,
+        label_smoothing=label_smoothing,
+        from_logits=from_logits,
+    )
+
+
+def configure_KLDivergence_v1(
+    *,
+    normalize: bool = True,
+    from_logits: bool = False,
+    temperature: float = 1.0,
+) -> KLDivergence:
+    return KLDivergence(normalize=normalize, from_logits=from_logits, temperature=temperature)
+
+
+# Binary and multi-label (sigmoid family) ------------------------------------
+
+
+# Regression ------------------------------------------------------------------
+
+
+# Embeddings ------------------------------------------------------------------
+
+
+# Sequences (CTC) -------------------------------------------------------------
+
+
+# Combination -----------------------------------------------------------------
