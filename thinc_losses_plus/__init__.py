@@ -6,9 +6,9 @@ Nothing is registered at import: the calculators reach Thinc's (and spaCy's)
 """
 from ._base import LossCalculator
 from .categorical import CategoricalCrossentropy
-from .categorical import CategoricalFocalCrossentropy
-from .categorical import KLDivergence
-from .categorical import SequenceCategoricalCrossentropy
+from .focal import CategoricalFocalCrossentropy
+from .divergence import KLDivergence
+from .sequence import SequenceCategoricalCrossentropy
 from .categorical import SparseCategoricalCrossentropy
 # binary (sigmoid family)
 # regression

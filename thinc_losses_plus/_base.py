@@ -14,7 +14,7 @@ gradient by the number of examples), ``Ragged`` guesses (examples are the
 sequences), the reduction of per-example losses to one Python ``float``
 accumulated in float64, and the ``N = 0`` case.
 """
-from typing import Any, ClassVar, NamedTuple, Optional, Tuple
+from typing import Any, ClassVar, NamedTuple, Tuple
 
 import numpy
 from thinc.loss import Loss

@@ -99,11 +99,6 @@ def float_array(name: str, arg: str, x: Any, *, ndim: Optional[int] = None):
     return x
 
 
-def compute_dtype(dtype):
-    """The dtype the maths runs in: float16 accumulates in float32."""
-    return numpy.dtype("float32") if numpy.dtype(dtype).itemsize < 4 else numpy.dtype(dtype)
-
-
 def check_finite(name: str, arg: str, x) -> None:
     """Raise if ``x`` holds NaN or inf. One reduction, no array-sized temporary."""
     xp = get_array_ops(x).xp

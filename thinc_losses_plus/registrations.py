@@ -8,13 +8,10 @@ registered at import: ``setup.cfg``'s ``thinc_losses`` entry points point here.
 """
 from typing import Dict, List, Optional, Union
 
-from .categorical import (
-    CategoricalCrossentropy,
-    CategoricalFocalCrossentropy,
-    KLDivergence,
-    SequenceCategoricalCrossentropy,
-    SparseCategoricalCrossentropy,
-)
+from .categorical import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from .divergence import KLDivergence
+from .focal import CategoricalFocalCrossentropy
+from .sequence import SequenceCategoricalCrossentropy
 
 ClassWeights = Optional[Union[Dict[str, float], List[float]]]
 
