@@ -258,7 +258,10 @@ def test_property_missing_rows_contribute_nothing(params, from_logits):
     if kept.any():
         sub_grad, sub_loss = loss_calc(guesses[kept], labels[kept])
         assert loss == pytest.approx(sub_loss, rel=1e-12, abs=1e-12)
-        assert numpy.array_equal(grad[kept], sub_grad)
+        if from_logits:  # the softmax shift is the batch's max: equal up to rounding
+            numpy.testing.assert_allclose(grad[kept], sub_grad, rtol=1e-12, atol=1e-15)
+        else:
+            assert numpy.array_equal(grad[kept], sub_grad)
     else:
         assert loss == 0.0
 

@@ -95,6 +95,15 @@ class LabelScheme:
         self._check_length(len(truths), n_rows)
         if not truths:
             return SparseLabels(xp.zeros((0,), dtype="int64"), None, None)
+        if self.names is not None and isinstance(truths[0], str):
+            # Fast path: every label is a name. Anything else (missing or
+            # negative labels, unknown strings, other types) takes the checked path.
+            try:
+                indices = numpy.fromiter(map(self.name_to_i.__getitem__, truths), dtype="int64", count=len(truths))
+            except (KeyError, TypeError):
+                pass
+            else:
+                return SparseLabels(xp.asarray(indices), None, None)
         kinds = set(map(type, truths))
         if type(None) in kinds:
             return self._from_list_with_none(truths, n_classes, xp)
