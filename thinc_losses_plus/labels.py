@@ -68,7 +68,13 @@ class LabelScheme:
             raise setting_error(calculator, "neg_prefix", f"must be a non-empty str or None, got {neg_prefix!r}", TypeError)
         self.neg_prefix = neg_prefix
         self.name_to_i: Dict[str, int] = {n: i for i, n in enumerate(self.names or [])}
-        if isinstance(self.missing_value, str) and self.missing_value in self.name_to_i:
+        # missing_value is compared in the truths' own type. Under Thinc 9.1
+        # (confection 0.1) config validation turns an int missing_value into
+        # its string (typing caches Union[int, str] as Thinc's Union[str, int]),
+        # so an integer string also masks integer labels.
+        self.missing_int = _as_int(self.missing_value)
+        self.missing_str = None if self.missing_value is None else str(self.missing_value)
+        if self.missing_str is not None and self.missing_str in self.name_to_i:
             raise setting_error(
                 calculator, "missing_value", f"{self.missing_value!r} is also one of the 'names'"
             )
@@ -156,9 +162,9 @@ class LabelScheme:
             raise call_error(self.calculator, "truths", f"must be 1-dimensional, got shape {tuple(labels.shape)}")
         self._check_length(labels.shape[0], n_rows)
         labels = xp.asarray(labels)
-        missing_value = self.missing_value
+        missing_value = self.missing_int
         missing = None
-        if isinstance(missing_value, int):
+        if missing_value is not None:
             missing = labels == missing_value
             bad = ((labels < 0) | (labels >= n_classes)) & ~missing
         else:
@@ -193,7 +199,7 @@ class LabelScheme:
                 if index != -1:
                     continue
                 label = truths[i]
-                if label == self.missing_value:
+                if label == self.missing_str:
                     missing.append(i)
                     indices[i] = 0
                 elif prefix and label.startswith(prefix) and label[len(prefix):] in self.name_to_i:
@@ -207,6 +213,18 @@ class LabelScheme:
             _row_flags(missing, n, xp),
             _row_flags(negative, n, xp),
         )
+
+
+def _as_int(value) -> Optional[int]:
+    """An int missing_value, or the integer a string spells ("-1"), else None."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _row_flags(rows: List[int], n: int, xp):
