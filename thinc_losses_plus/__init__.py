@@ -12,6 +12,13 @@ from .sequence import SequenceCategoricalCrossentropy
 from .categorical import SparseCategoricalCrossentropy
 # binary (sigmoid family)
 # regression
+from .likelihood import GaussianNLL
+from .likelihood import PoissonNLL
+from .regression import Huber
+from .regression import L1Distance
+from .regression import L2Distance
+from .regression import LogCosh
+from .regression import SmoothL1
 # embedding
 # ctc
 # combine
@@ -27,6 +34,13 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     # binary (sigmoid family)
     # regression
+    "GaussianNLL",
+    "PoissonNLL",
+    "Huber",
+    "L1Distance",
+    "L2Distance",
+    "LogCosh",
+    "SmoothL1",
     # embedding
     # ctc
     # combine

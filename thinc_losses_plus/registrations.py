@@ -120,6 +120,43 @@ def configure_KLDivergence_v1(
 
 # Regression ------------------------------------------------------------------
 
+from .likelihood import GaussianNLL, PoissonNLL  # noqa: E402
+from .regression import Huber, L1Distance, L2Distance, LogCosh, SmoothL1  # noqa: E402
+
+
+def configure_L2Distance_v2(*, normalize: bool = True) -> L2Distance:
+    return L2Distance(normalize=normalize)
+
+
+def configure_L1Distance_v1(*, normalize: bool = True) -> L1Distance:
+    return L1Distance(normalize=normalize)
+
+
+def configure_Huber_v1(*, normalize: bool = True, delta: float = 1.0) -> Huber:
+    return Huber(normalize=normalize, delta=delta)
+
+
+def configure_SmoothL1_v1(*, normalize: bool = True, beta: float = 1.0) -> SmoothL1:
+    return SmoothL1(normalize=normalize, beta=beta)
+
+
+def configure_LogCosh_v1(*, normalize: bool = True) -> LogCosh:
+    return LogCosh(normalize=normalize)
+
+
+def configure_PoissonNLL_v1(
+    *,
+    normalize: bool = True,
+    from_logits: bool = False,
+    full: bool = False,
+    eps: float = 1e-8,
+) -> PoissonNLL:
+    return PoissonNLL(normalize=normalize, from_logits=from_logits, full=full, eps=eps)
+
+
+def configure_GaussianNLL_v1(*, normalize: bool = True, full: bool = False, eps: float = 1e-6) -> GaussianNLL:
+    return GaussianNLL(normalize=normalize, full=full, eps=eps)
+
 
 # Embeddings ------------------------------------------------------------------
 
