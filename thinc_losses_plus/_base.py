@@ -20,7 +20,7 @@ import numpy
 from thinc.loss import Loss
 from thinc.types import Ragged
 
-from ._checks import check_bool
+from ._checks import call_error, check_bool
 
 
 class Evaluation(NamedTuple):
@@ -70,8 +70,15 @@ class LossCalculator(Loss):
 
     def count_examples(self, guesses) -> int:
         """The N that ``normalize`` divides by: rows of the guesses by default."""
-        first = guesses[0] if isinstance(guesses, tuple) else guesses
-        return int(first.shape[0]) if hasattr(first, "shape") else len(first)
+        first = guesses[0] if isinstance(guesses, tuple) and guesses else guesses
+        shape = getattr(first, "shape", None)
+        if shape is None:
+            if not hasattr(first, "__len__"):
+                raise call_error(self.name, "guesses", f"must be an array, got {type(first).__name__}", TypeError)
+            return len(first)
+        if len(shape) == 0:
+            raise call_error(self.name, "guesses", "must have one row per example, got a 0-d array")
+        return int(shape[0])
 
     # Shared plumbing ----------------------------------------------------
 
