@@ -103,6 +103,8 @@ def to_host(obj):
 
 def take(obj, idx):
     """Select examples ``idx`` (rows of arrays, items of lists) from a structure."""
+    if obj is None:  # no truths (e.g. TripletMargin: a triplet carries its own targets)
+        return None
     if isinstance(obj, tuple):
         return tuple(take(o, idx) for o in obj)
     if isinstance(obj, list):

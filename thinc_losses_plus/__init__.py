@@ -20,6 +20,10 @@ from .regression import L2Distance
 from .regression import LogCosh
 from .regression import SmoothL1
 # embedding
+from .embedding import CosineDistance
+from .embedding import CosineEmbedding
+from .triplet import TripletMargin
+from .kernel import MaximumMeanDiscrepancy
 # ctc
 # combine
 
@@ -42,6 +46,10 @@ __all__ = [
     "LogCosh",
     "SmoothL1",
     # embedding
+    "CosineDistance",
+    "CosineEmbedding",
+    "TripletMargin",
+    "MaximumMeanDiscrepancy",
     # ctc
     # combine
 ]

@@ -160,6 +160,38 @@ def configure_GaussianNLL_v1(*, normalize: bool = True, full: bool = False, eps:
 
 # Embeddings ------------------------------------------------------------------
 
+from .embedding import CosineDistance, CosineEmbedding  # noqa: E402
+from .kernel import MaximumMeanDiscrepancy  # noqa: E402
+from .triplet import TripletMargin  # noqa: E402
+
+
+def configure_CosineDistance_v2(
+    *, normalize: bool = True, ignore_zeros: bool = False, eps: float = 1e-8
+) -> CosineDistance:
+    return CosineDistance(normalize=normalize, ignore_zeros=ignore_zeros, eps=eps)
+
+
+def configure_CosineEmbedding_v1(*, normalize: bool = True, margin: float = 0.0) -> CosineEmbedding:
+    return CosineEmbedding(normalize=normalize, margin=margin)
+
+
+def configure_TripletMargin_v1(
+    *,
+    normalize: bool = True,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+    squared: bool = False,
+) -> TripletMargin:
+    return TripletMargin(normalize=normalize, margin=margin, p=p, eps=eps, swap=swap, squared=squared)
+
+
+def configure_MaximumMeanDiscrepancy_v1(
+    *, normalize: bool = True, bandwidth: Union[float, List[float]] = 1.0
+) -> MaximumMeanDiscrepancy:
+    return MaximumMeanDiscrepancy(normalize=normalize, bandwidth=bandwidth)
+
 
 # Sequences (CTC) -------------------------------------------------------------
 
