@@ -26,6 +26,7 @@ from .triplet import TripletMargin
 from .kernel import MaximumMeanDiscrepancy
 # ctc
 # combine
+from .combine import WeightedSum
 
 __version__ = "0.1.0"
 
@@ -52,4 +53,5 @@ __all__ = [
     "MaximumMeanDiscrepancy",
     # ctc
     # combine
+    "WeightedSum",
 ]

@@ -197,3 +197,23 @@ def configure_MaximumMeanDiscrepancy_v1(
 
 
 # Combination -----------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from thinc.loss import Loss  # noqa: E402
+
+from .combine import WeightedSum  # noqa: E402
+
+#: Name -> a resolved loss calculator. confection >= 1.0 validates a nested
+#: ``[loss.losses.x]`` block before resolving it, so the unresolved ``@losses``
+#: block (a dict) must validate too; WeightedSum refuses anything but a Loss.
+LossBlocks = Dict[str, Union[Loss, Dict[str, Any]]]
+
+
+def configure_WeightedSum_v1(
+    *,
+    losses: LossBlocks,
+    weights: Optional[Dict[str, float]] = None,
+    normalize: bool = False,
+) -> WeightedSum:
+    return WeightedSum(losses=losses, weights=weights, normalize=normalize)
