@@ -11,6 +11,12 @@ from .divergence import KLDivergence
 from .sequence import SequenceCategoricalCrossentropy
 from .categorical import SparseCategoricalCrossentropy
 # binary (sigmoid family)
+from .binary import BinaryCrossentropy
+from .binary import BinaryFocalCrossentropy
+from .margin import Hinge
+from .margin import LogisticLoss
+from .margin import MultiMargin
+from .margin import SquaredHinge
 # regression
 from .likelihood import GaussianNLL
 from .likelihood import PoissonNLL
@@ -38,6 +44,12 @@ __all__ = [
     "SequenceCategoricalCrossentropy",
     "SparseCategoricalCrossentropy",
     # binary (sigmoid family)
+    "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
+    "Hinge",
+    "LogisticLoss",
+    "MultiMargin",
+    "SquaredHinge",
     # regression
     "GaussianNLL",
     "PoissonNLL",

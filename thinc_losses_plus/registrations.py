@@ -117,6 +117,73 @@ def configure_KLDivergence_v1(
 
 # Binary and multi-label (sigmoid family) ------------------------------------
 
+from .binary import BinaryCrossentropy, BinaryFocalCrossentropy  # noqa: E402
+from .margin import Hinge, LogisticLoss, MultiMargin, SquaredHinge  # noqa: E402
+
+
+def configure_BinaryCrossentropy_v1(
+    *,
+    normalize: bool = True,
+    from_logits: bool = False,
+    pos_weight: Optional[Union[float, List[float]]] = None,
+    label_smoothing: float = 0.0,
+    missing_value: Optional[float] = None,
+    class_weights: Optional[List[float]] = None,
+) -> BinaryCrossentropy:
+    return BinaryCrossentropy(
+        normalize=normalize,
+        from_logits=from_logits,
+        pos_weight=pos_weight,
+        label_smoothing=label_smoothing,
+        missing_value=missing_value,
+        class_weights=class_weights,
+    )
+
+
+def configure_BinaryFocalCrossentropy_v1(
+    *,
+    normalize: bool = True,
+    gamma: float = 2.0,
+    alpha: Optional[float] = None,
+    from_logits: bool = False,
+    missing_value: Optional[float] = None,
+) -> BinaryFocalCrossentropy:
+    return BinaryFocalCrossentropy(
+        normalize=normalize, gamma=gamma, alpha=alpha, from_logits=from_logits, missing_value=missing_value
+    )
+
+
+def configure_Hinge_v1(*, normalize: bool = True, margin: float = 1.0) -> Hinge:
+    return Hinge(normalize=normalize, margin=margin)
+
+
+def configure_SquaredHinge_v1(*, normalize: bool = True, margin: float = 1.0) -> SquaredHinge:
+    return SquaredHinge(normalize=normalize, margin=margin)
+
+
+def configure_Logistic_v1(*, normalize: bool = True, label_format: str = "signed") -> LogisticLoss:
+    return LogisticLoss(normalize=normalize, label_format=label_format)
+
+
+def configure_MultiMargin_v1(
+    *,
+    normalize: bool = True,
+    p: int = 1,
+    margin: float = 1.0,
+    class_weights: Optional[Union[Dict[str, float], List[float]]] = None,
+    names: Optional[List[str]] = None,
+    missing_value: Optional[Union[int, str]] = None,
+) -> MultiMargin:
+    return MultiMargin(
+        normalize=normalize,
+        p=p,
+        margin=margin,
+        class_weights=class_weights,
+        names=names,
+        missing_value=missing_value,
+    )
+
+
 
 # Regression ------------------------------------------------------------------
 
