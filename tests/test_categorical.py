@@ -389,5 +389,9 @@ def test_with_names_supplies_component_labels():
     with pytest.raises(ValueError, match="SparseCategoricalCrossentropy.*'names'"):
         SparseCategoricalCrossentropy(names=["a", "b"]).with_names(["x", "y"])
     assert SequenceCategoricalCrossentropy().with_names(["x", "y"]).names == ["x", "y"]
-    weighted = CategoricalCrossentropy(class_weights=[1.0, 2.0]).with_names(["x", "y"])
+    weighted = CategoricalCrossentropy(class_weights={"y": 2.0}).with_names(["x", "y"])
     assert weighted.names == ["x", "y"]
+    grad, loss = weighted(numpy.asarray([[0.5, 0.5]]), numpy.asarray([[0.0, 1.0]]))
+    assert loss == pytest.approx(-2.0 * math.log(0.5 + 1e-9))
+    with pytest.raises(ValueError, match=r"CategoricalCrossentropy: 'class_weights' names unknown labels: \['y'\]"):
+        CategoricalCrossentropy(class_weights={"y": 2.0}).with_names(["a", "b"])

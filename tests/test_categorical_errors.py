@@ -60,6 +60,8 @@ CALL_ERRORS = [
     ("smoothing-too-large", Sparse(label_smoothing=0.7), P, [0, 1], ValueError, r"'label_smoothing' must be < \(C-1\)/C = 0.666667"),
     ("smoothing-soft-rows", Dense(label_smoothing=0.1), P, P, ValueError, "'label_smoothing' applies to one-hot truth rows only"),
     ("class-weights-length", Sparse(class_weights=[1.0, 2.0]), P, [0, 1], ValueError, "'class_weights' has 2 entries"),
+    # a dict needs names: from the config, or supplied later by a spaCy component (with_names)
+    ("class-weights-dict-no-names", Sparse(class_weights={"a": 2.0}), P, [0, 1], ValueError, "'class_weights' is a dict, which needs 'names'"),
     ("none-with-missing-value", Sparse(missing_value=-1), P, [None, 1], TypeError, "'truths' contains None"),
     ("sample-weight-shape", Sparse(), P, [0, 1], ValueError, r"'sample_weight' must have shape \(2,\)"),
     ("sample-weight-negative", Sparse(), P, [0, 1], ValueError, "'sample_weight' must be non-negative"),
@@ -94,7 +96,6 @@ SETTING_ERRORS = [
     (Sparse, {"normalize": 1}, TypeError, "'normalize' must be a bool"),
     (Sparse, {"class_weights": [1.0, -1.0]}, ValueError, "'class_weights' must be finite and non-negative"),
     (Sparse, {"class_weights": [1.0, float("inf")]}, ValueError, "'class_weights' must be finite"),
-    (Sparse, {"class_weights": {"a": 2.0}}, ValueError, "'class_weights' is a dict, which needs 'names'"),
     (Sparse, {"names": ["a"], "class_weights": {"z": 2.0}}, ValueError, r"'class_weights' names unknown labels: \['z'\]"),
     (Dense, {"missing_value": "x"}, TypeError, "'missing_value' must be an int or None"),
     (Focal, {"gamma": -1.0}, ValueError, r"'gamma' must be in \[0, inf\)"),

@@ -325,6 +325,8 @@ def test_multi_margin_bad_inputs(xp):
         MultiMargin(names=["A", "B", "C"])(x, y)
     with pytest.raises(ValueError, match=r"MultiMargin: 'class_weights' has 2 entries but the guesses have 5 columns"):
         MultiMargin(class_weights=[1.0, 2.0])(x, y)
+    with pytest.raises(ValueError, match=r"MultiMargin: 'class_weights' is a dict, which needs 'names'"):
+        MultiMargin(class_weights={"A": 1.0})(x, y)
     with pytest.raises(ValueError, match=r"MultiMargin: 'guesses' must be 2-dimensional"):
         calc(x[0], y[:1])
     with pytest.raises(TypeError, match=r"MultiMargin: 'guesses' must have a float dtype"):
@@ -342,8 +344,7 @@ def test_multi_margin_bad_inputs(xp):
         (MultiMargin, {"p": 3}, ValueError, r"'p' must be one of \[1, 2\]"),
         (MultiMargin, {"p": 1.0}, TypeError, "'p' must be an int"),
         (MultiMargin, {"margin": -0.5}, ValueError, "'margin' must be in"),
-        (MultiMargin, {"class_weights": [1.0, -1.0]}, ValueError, "'class_weights' must be in"),
-        (MultiMargin, {"class_weights": {"A": 1.0}}, ValueError, "'class_weights' is a dict, which needs 'names'"),
+        (MultiMargin, {"class_weights": [1.0, -1.0]}, ValueError, "'class_weights' must be finite and non-negative"),
         (MultiMargin, {"class_weights": {"Z": 1.0}, "names": ["A", "B"]}, ValueError, r"'class_weights' names unknown labels: \['Z'\]"),
         (MultiMargin, {"class_weights": "heavy"}, TypeError, "'class_weights' must be a dict or a list"),
         (MultiMargin, {"names": ["A", "A"]}, ValueError, "'names' contains duplicate names"),

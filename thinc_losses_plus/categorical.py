@@ -16,8 +16,7 @@ skips the softmax Jacobian. With ``from_logits=True`` the guesses are the
 logits and the softmax is computed stably inside.
 """
 import copy
-from numbers import Real
-from typing import Dict, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 from thinc.backends import get_array_ops
 
@@ -32,38 +31,20 @@ from ._checks import (
     prepare_sample_weight,
     setting_error,
 )
-from .labels import LabelScheme, check_missing_value, check_names
+from .labels import (
+    ClassWeights,
+    LabelScheme,
+    check_class_weights,
+    check_missing_value,
+    check_names,
+    check_weight_names,
+    class_weight_list,
+)
 from .softmax import (
     distribution_problem,
     softmax_cross_entropy,
     softmax_cross_entropy_with_integer_labels,
 )
-
-ClassWeights = Optional[Union[Dict[str, float], Sequence[float]]]
-
-
-def check_class_weights(name: str, class_weights: ClassWeights):
-    """Validate ``class_weights``: a dict name -> weight, or a list indexed by class."""
-    if class_weights is None:
-        return None
-    if isinstance(class_weights, dict):
-        items = list(class_weights.items())
-        if not all(isinstance(k, str) for k, _ in items):
-            raise setting_error(name, "class_weights", "as a dict must map label names (str) to weights", TypeError)
-        values = [v for _, v in items]
-    elif is_array(class_weights) or isinstance(class_weights, (list, tuple)):
-        values = list(class_weights.tolist() if is_array(class_weights) else class_weights)
-    else:
-        raise setting_error(
-            name, "class_weights", f"must be a dict or a list of numbers, got {type(class_weights).__name__}", TypeError
-        )
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, Real):
-            raise setting_error(name, "class_weights", f"must hold numbers, got {v!r}", TypeError)
-        if not (0 <= v < float("inf")):
-            raise setting_error(name, "class_weights", f"must be finite and non-negative, got {v!r}")
-    return dict(class_weights) if isinstance(class_weights, dict) else [float(v) for v in values]
-
 
 class _Categorical(LossCalculator):
     """Settings and conversions shared by the softmax-family calculators."""
@@ -73,16 +54,7 @@ class _Categorical(LossCalculator):
     def _init_common(self, *, normalize, from_logits, class_weights, names=None):
         LossCalculator.__init__(self, normalize=normalize)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
-        self.class_weights = check_class_weights(self.name, class_weights)
-        self._check_weight_names(names)
-
-    def _check_weight_names(self, names):
-        if isinstance(self.class_weights, dict):
-            if not names:
-                raise setting_error(self.name, "class_weights", "is a dict, which needs 'names' to map it to columns")
-            unknown = sorted(set(self.class_weights) - set(names))
-            if unknown:
-                raise setting_error(self.name, "class_weights", f"names unknown labels: {unknown}")
+        self.class_weights = check_class_weights(self.name, class_weights, names)
 
     def with_names(self, names: Sequence[str]) -> "_Categorical":
         """A copy of this calculator with ``names`` set (for spaCy components).
@@ -92,9 +64,9 @@ class _Categorical(LossCalculator):
         names = check_names(self.name, names)
         if self.names is not None and self.names != names:
             raise setting_error(self.name, "names", f"were configured as {self.names}, not the component's {names}")
+        check_weight_names(self.name, self.class_weights, names)
         clone = copy.copy(self)
         clone._set_names(names)
-        clone._check_weight_names(names)
         return clone
 
     def _set_names(self, names):
@@ -123,14 +95,7 @@ class _Categorical(LossCalculator):
         n, c = guesses.shape
         weights = prepare_sample_weight(self.name, sample_weight, (n, c), xp, guesses.dtype)
         if self.class_weights is not None:
-            if isinstance(self.class_weights, dict):
-                per_class = [float(self.class_weights.get(name, 1.0)) for name in self.names]
-            else:
-                per_class = self.class_weights
-                if len(per_class) != c:
-                    raise call_error(
-                        self.name, "class_weights", f"has {len(per_class)} entries but the guesses have {c} columns"
-                    )
+            per_class = class_weight_list(self.name, self.class_weights, self.names, c)
             class_w = xp.asarray(per_class, dtype=guesses.dtype).reshape(1, c)
             weights = class_w if weights is None else weights * class_w
         if scale != 1.0:

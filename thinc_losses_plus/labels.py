@@ -5,7 +5,7 @@ share (``names``, ``missing_value``, ``neg_prefix``) and converts truths given
 as an integer array, a list of ints or a list of strings into
 :class:`SparseLabels`: one class index per row plus the rows to mask.
 """
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy
@@ -13,6 +13,7 @@ import numpy
 from ._checks import call_error, is_array, setting_error
 
 Label = Union[int, str]
+ClassWeights = Optional[Union[Dict[str, float], Sequence[float]]]
 
 
 class SparseLabels(NamedTuple):
@@ -48,6 +49,58 @@ def check_missing_value(name: str, missing_value: Any, *, allow_str: bool = True
         kind = "an int or a str" if allow_str else "an int"
         raise setting_error(name, "missing_value", f"must be {kind} or None, got {missing_value!r}", TypeError)
     return missing_value
+
+
+def check_class_weights(name: str, class_weights: ClassWeights, names: Optional[Sequence[str]] = None):
+    """Validate ``class_weights``: a list indexed by class, or a dict name -> weight.
+
+    Weights must be finite and non-negative. A dict's keys are checked
+    against ``names`` as soon as they are known (here, or when a spaCy
+    component supplies its labels through ``with_names``).
+    """
+    if class_weights is None:
+        return None
+    if isinstance(class_weights, dict):
+        if not all(isinstance(k, str) for k in class_weights):
+            raise setting_error(name, "class_weights", "as a dict must map label names (str) to weights", TypeError)
+        values = list(class_weights.values())
+    elif is_array(class_weights) or isinstance(class_weights, (list, tuple)):
+        values = list(class_weights.tolist() if is_array(class_weights) else class_weights)
+    else:
+        raise setting_error(
+            name, "class_weights", f"must be a dict or a list of numbers, got {type(class_weights).__name__}", TypeError
+        )
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, Real):
+            raise setting_error(name, "class_weights", f"must hold numbers, got {v!r}", TypeError)
+        if not (0 <= v < float("inf")):
+            raise setting_error(name, "class_weights", f"must be finite and non-negative, got {v!r}")
+    if isinstance(class_weights, dict):
+        check_weight_names(name, class_weights, names)
+        return {k: float(v) for k, v in class_weights.items()}
+    return [float(v) for v in values]
+
+
+def check_weight_names(name: str, class_weights: ClassWeights, names: Optional[Sequence[str]]) -> None:
+    if isinstance(class_weights, dict) and names is not None:
+        unknown = sorted(set(class_weights) - set(names))
+        if unknown:
+            raise setting_error(name, "class_weights", f"names unknown labels: {unknown}")
+
+
+def class_weight_list(name: str, class_weights: ClassWeights, names: Optional[Sequence[str]], n_classes: int) -> List[float]:
+    """One weight per column at call time (absent names of a dict weigh 1.0)."""
+    if isinstance(class_weights, dict):
+        if names is None:
+            raise call_error(
+                name,
+                "class_weights",
+                "is a dict, which needs 'names' to map it to columns (set them, or let a spaCy component supply its labels)",
+            )
+        return [class_weights.get(label, 1.0) for label in names]
+    if len(class_weights) != n_classes:
+        raise call_error(name, "class_weights", f"has {len(class_weights)} entries but the guesses have {n_classes} columns")
+    return list(class_weights)
 
 
 class LabelScheme:

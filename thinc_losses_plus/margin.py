@@ -9,8 +9,7 @@ class index per row. Every gradient is the exact derivative with respect to
 the scores (0 at the kink of a hinge, as PyTorch's ``relu``).
 """
 import math
-from numbers import Real
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Union
 
 from thinc.backends import get_array_ops
 
@@ -27,15 +26,14 @@ from ._binary_inputs import (
 from ._checks import (
     call_error,
     check_choice,
+    check_finite,
     check_float,
     check_int,
     float_array,
     prepare_sample_weight,
-    setting_error,
 )
-from .labels import LabelScheme
+from .labels import ClassWeights, LabelScheme, check_class_weights, class_weight_list
 
-ClassWeights = Optional[Union[Dict[str, float], List[float]]]
 
 
 def check_margin(name: str, margin: Any) -> float:
@@ -293,22 +291,6 @@ class LogisticLoss(ElementwiseCalculator):
         return finish(grad, loss, weight, divisor, guesses)
 
 
-def check_class_weights(name: str, class_weights: Any, names: Optional[Sequence[str]]) -> ClassWeights:
-    """A list of weights indexed by class, or a dict name -> weight (needs ``names``)."""
-    if class_weights is None:
-        return None
-    if isinstance(class_weights, dict):
-        if names is None:
-            raise setting_error(name, "class_weights", "is a dict, which needs 'names' to map it to columns")
-        unknown = sorted(set(map(str, class_weights)) - set(names))
-        if unknown:
-            raise setting_error(name, "class_weights", f"names unknown labels: {unknown}")
-        return {k: check_float(name, "class_weights", v, low=0.0, high=math.inf, high_open=True) for k, v in class_weights.items()}
-    if isinstance(class_weights, (list, tuple)) and all(isinstance(v, Real) for v in class_weights):
-        return [check_float(name, "class_weights", v, low=0.0, high=math.inf, high_open=True) for v in class_weights]
-    raise setting_error(name, "class_weights", f"must be a dict or a list of numbers, got {class_weights!r}", TypeError)
-
-
 class MultiMargin(LossCalculator):
     """Multi-class margin loss on raw scores (PyTorch ``MultiMarginLoss``).
 
@@ -379,12 +361,7 @@ class MultiMargin(LossCalculator):
         return int(float_array(self.name, "guesses", guesses, ndim=2).shape[0])
 
     def _class_weight_array(self, n_classes: int, xp, dtype):
-        weights = self.class_weights
-        if isinstance(weights, dict):
-            weights = [weights.get(label, 1.0) for label in self.names]
-        if len(weights) != n_classes:
-            raise call_error(self.name, "class_weights", f"has {len(weights)} entries but the guesses have {n_classes} columns")
-        return xp.asarray(weights, dtype=dtype)
+        return xp.asarray(class_weight_list(self.name, self.class_weights, self.names, n_classes), dtype=dtype)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
         float_array(self.name, "guesses", guesses, ndim=2)
@@ -393,8 +370,7 @@ class MultiMargin(LossCalculator):
         n, c = x.shape
         self._labels.check_n_classes(c)
         labels = self._labels.to_indices(truths, n, c, xp)
-        if x.size and not bool(xp.isfinite(x.sum(dtype=xp.float64))):
-            raise call_error(self.name, "guesses", "contains NaN or infinite values")
+        check_finite(self.name, "guesses", x)
         keep = None if labels.missing is None else (~labels.missing).astype(x.dtype)[:, None]
         gold_weight = None
         if self.class_weights is not None:
