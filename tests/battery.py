@@ -48,6 +48,9 @@ class Case:
     # normalize divides the reported loss by N (the Sequence family's v4
     # semantics report the sum of per-sequence losses and divide only the gradient).
     loss_normalized: bool = True
+    # normalize also divides example i's loss and gradient by normalize_divisor(truths)[i]
+    # (CTC divides each sequence by its label length, PyTorch's reduction="mean").
+    normalize_divisor: Optional[Callable[[Any], Any]] = None
     fd_rtol: float = 1e-4
     fd_atol: float = 1e-6
 

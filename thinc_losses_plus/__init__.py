@@ -31,6 +31,7 @@ from .embedding import CosineEmbedding
 from .triplet import TripletMargin
 from .kernel import MaximumMeanDiscrepancy
 # ctc
+from .ctc import CTC
 # combine
 from .combine import WeightedSum
 
@@ -64,6 +65,7 @@ __all__ = [
     "TripletMargin",
     "MaximumMeanDiscrepancy",
     # ctc
+    "CTC",
     # combine
     "WeightedSum",
 ]

@@ -262,6 +262,21 @@ def configure_MaximumMeanDiscrepancy_v1(
 
 # Sequences (CTC) -------------------------------------------------------------
 
+from .ctc import CTC  # noqa: E402
+
+
+def configure_CTC_v1(
+    *,
+    normalize: bool = True,
+    blank: int = 0,
+    zero_infinity: bool = False,
+    names: Optional[List[str]] = None,
+    from_logits: bool = False,
+) -> CTC:
+    return CTC(
+        normalize=normalize, blank=blank, zero_infinity=zero_infinity, names=names, from_logits=from_logits
+    )
+
 
 # Combination -----------------------------------------------------------------
 
