@@ -5,8 +5,9 @@
 
 Each entry's callables are timed side by side in the same run (best of 5
 rounds); ratios are ours / theirs, so below 1 means ours is faster. Results
-go to ``docs/benchmarks.md`` (the table the docs show) and
-``benchmarks/results.json`` (one row per comparison, for the chart).
+go to ``docs/benchmarks.md`` (the table the docs show), ``docs/benchmarks.png``
+(the chart of the ratios, drawn by ``chart.py``) and ``benchmarks/results.json``
+(one row per comparison).
 """
 import argparse
 import importlib
@@ -144,6 +145,9 @@ def main(argv=None):
             "Times are the best of 5 rounds per call; numpy and torch each use one thread.\n\n"
             f"Machine: {environment()}.\n\n" + text + "\n\n![ratios](benchmarks.png)\n"
         )
+        import chart  # matplotlib: the `docs` extra
+
+        chart.draw(rows, doc.parent / "benchmarks.png")
     failed = [r for r in rows if r["met"] is False]
     if failed:
         print(f"\n{len(failed)} target(s) not met", file=sys.stderr)

@@ -140,6 +140,22 @@ class SparseCategoricalCrossentropy(_Categorical):
     ``class_weights`` (a list indexed by class, or a dict name -> weight with
     1.0 for absent names) give PyTorch's weighted cross-entropy.
 
+    Shapes: guesses ``(N, C)`` probabilities (logits with ``from_logits``)
+    or a ``Ragged`` of them; truths ``N`` labels (int array, list of ints or
+    of strings).
+
+    Args:
+        normalize: divide the loss and the gradient by N.
+        names: column names; string labels are mapped through them.
+        missing_value: a label (int or str) whose rows are masked; None
+            masks ``None`` labels.
+        neg_prefix: prefix of negative labels ("not X"), e.g. "!".
+        label_smoothing: ``e`` in [0, (C-1)/C): ``1 - e`` on the label,
+            ``e / (C - 1)`` on every other class.
+        from_logits: the guesses are logits (softmax computed inside).
+        class_weights: a list indexed by class, or a dict name -> weight
+            (absent names weigh 1.0).
+
     Example:
         >>> import numpy
         >>> loss_calc = SparseCategoricalCrossentropy(names=["NOUN", "VERB"])
@@ -217,6 +233,18 @@ class CategoricalCrossentropy(_Categorical):
     ``label_smoothing`` ``e`` applies to one-hot rows only: ``1 - e`` on the
     hot column, ``e / (C - 1)`` elsewhere. ``names`` are optional: they let
     ``class_weights`` be a dict and check the number of columns.
+
+    Shapes: guesses ``(N, C)`` probabilities (logits with ``from_logits``)
+    or a ``Ragged`` of them; truths ``(N, C)`` target distributions.
+
+    Args:
+        normalize: divide the loss and the gradient by N.
+        names: optional column names (for dict ``class_weights``).
+        missing_value: an int; rows whose truth argmax equals it are masked.
+        label_smoothing: ``e`` for one-hot rows: ``1 - e`` on the hot
+            column, ``e / (C - 1)`` elsewhere.
+        from_logits: the guesses are logits (softmax computed inside).
+        class_weights: a list indexed by class, or a dict name -> weight.
 
     Example:
         >>> import numpy

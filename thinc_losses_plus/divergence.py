@@ -20,6 +20,14 @@ class KLDivergence(_Categorical):
     ``kl_div(log_q, t, reduction="sum") * T^2 / n``. The truths (teacher
     distributions) are used as given.
 
+    Shapes: guesses ``(N, C)`` probabilities (logits with ``from_logits``);
+    truths ``(N, C)`` target distributions.
+
+    Args:
+        normalize: divide the loss and the gradient by N.
+        from_logits: the guesses are logits.
+        temperature: ``T`` > 0; the student's softmax is taken of ``z / T``.
+
     Example:
         >>> import numpy
         >>> loss_calc = KLDivergence()

@@ -33,6 +33,24 @@ class CategoricalFocalCrossentropy(_Categorical):
     column y only). ``alpha`` is a scalar factor (Keras); per-class balancing
     is ``class_weights``.
 
+    Shapes: guesses ``(N, C)`` probabilities (logits with ``from_logits``)
+    or a ``Ragged`` of them; truths ``(N, C)`` target distributions or ``N``
+    labels.
+
+    Args:
+        normalize: divide the loss and the gradient by N.
+        gamma: focusing parameter, >= 0 (0 gives the cross-entropy).
+        alpha: scalar factor on the whole loss, > 0.
+        names: column names; string labels are mapped through them.
+        missing_value: a label (int or str) whose rows are masked; None
+            masks ``None`` labels.
+        neg_prefix: prefix of negative labels ("not X"), e.g. "!".
+        label_smoothing: ``e`` in [0, (C-1)/C): ``1 - e`` on the label,
+            ``e / (C - 1)`` on every other class.
+        from_logits: the guesses are logits (softmax computed inside).
+        class_weights: a list indexed by class, or a dict name -> weight
+            (absent names weigh 1.0).
+
     Example:
         >>> import numpy
         >>> loss_calc = CategoricalFocalCrossentropy(gamma=2.0)

@@ -26,6 +26,22 @@ class SequenceCategoricalCrossentropy(LossCalculator):
     array of row losses per sequence. ``sample_weight`` is None or a list with
     one weight array per sequence.
 
+    Shapes: guesses a list of ``(T_i, C)`` arrays; truths a list of ``T_i``
+    labels (``sparse``) or of ``(T_i, C)`` distributions per sequence.
+
+    Args:
+        normalize: divide the gradient by the number of sequences.
+        sparse: the truths are labels (True) or dense distributions (False).
+        names: column names; string labels are mapped through them.
+        missing_value: a label (int or str) whose rows are masked; None
+            masks ``None`` labels.
+        neg_prefix: prefix of negative labels ("not X"), e.g. "!".
+        label_smoothing: ``e`` in [0, (C-1)/C): ``1 - e`` on the label,
+            ``e / (C - 1)`` on every other class.
+        from_logits: the guesses are logits (softmax computed inside).
+        class_weights: a list indexed by class, or a dict name -> weight
+            (absent names weigh 1.0).
+
     Example:
         >>> import numpy
         >>> loss_calc = SequenceCategoricalCrossentropy(names=["A", "B"])

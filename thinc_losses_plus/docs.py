@@ -1,0 +1,512 @@
+"""What the registry knows about each loss, for ``list``, ``info`` and the docs.
+
+Everything here is read, never typed twice: the names from the entry points
+(and Thinc's registry), the arguments from each factory's signature, and the
+prose (formula, shapes, gradient convention, Args, Example, Config,
+References) from the class docstring of the calculator the factory returns.
+``python -m thinc_losses_plus.docs`` writes ``docs/api.md``; a test fails
+when the checked-in file differs from what this module generates.
+
+Example:
+    >>> info = describe("L2Distance.v1")
+    >>> info.provider, [a.name for a in info.arguments]
+    ('thinc', ['normalize'])
+    >>> print(config_snippet(info))
+    [loss]
+    @losses = "L2Distance.v1"
+    normalize = true
+"""
+import functools
+import inspect
+import json
+import re
+import sys
+import typing
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .entry_points import DISTRIBUTION, LOSSES_GROUP, THINC_BUILTIN_LOSSES, loss_entry_points
+
+#: Google-style docstring sections this module reads. A header alone on its
+#: line ("Args:", "Config::") opens an indented block; "Shapes: ..." and
+#: "Gradient: ..." may also start an ordinary paragraph.
+SECTIONS = ("Shapes", "Gradient", "Args", "Example", "Examples", "Config", "References", "Returns", "Note")
+_HEADER = re.compile(r"^(?P<name>%s)::?(?:\s+(?P<rest>\S.*))?$" % "|".join(SECTIONS))
+_VERSION = re.compile(r"^(?P<base>.+)\.v(?P<n>\d+)$")
+_DEFAULT_LOSS_TEXT = (
+    "a Python `float` from `__call__` and `get_loss`; `get_loss_per_example` gives the "
+    "unnormalised loss of each example"
+)
+
+
+# Annotations and values ----------------------------------------------------
+
+
+def format_annotation(annotation: Any) -> str:
+    """A type annotation as short, stable text (the same on every Python).
+
+    >>> from typing import Dict, List, Optional, Union
+    >>> format_annotation(Optional[Union[int, str]])
+    'Optional[Union[int, str]]'
+    >>> format_annotation(Optional[Union[List[float], Dict[str, float]]])
+    'Optional[Union[Dict[str, float], List[float]]]'
+    """
+    if annotation is inspect.Parameter.empty:
+        return ""
+    if annotation is type(None):
+        return "None"
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:
+        # sorted: typing caches Union[int, str] and Union[str, int] as one
+        # object, so the order in the source is not what Python keeps
+        rest = sorted(format_annotation(a) for a in args if a is not type(None))
+        inner = rest[0] if len(rest) == 1 else f"Union[{', '.join(rest)}]"
+        return f"Optional[{inner}]" if len(rest) < len(args) else inner
+    if origin is not None:
+        name = getattr(annotation, "_name", None) or getattr(origin, "__name__", str(origin))
+        name = {"list": "List", "dict": "Dict", "tuple": "Tuple"}.get(name, name)
+        if origin is typing.Literal:
+            return f"Literal[{', '.join(map(repr, args))}]"
+        return f"{name}[{', '.join(map(format_annotation, args))}]" if args else name
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def config_value(value: Any) -> str:
+    """A Python default as a config literal (JSON: ``true``, ``null``, ``"x"``)."""
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return json.dumps(value)
+
+
+# Docstrings ----------------------------------------------------------------
+
+
+@dataclass
+class Docstring:
+    summary: str = ""
+    description: str = ""  # the prose (formulas included) outside the sections
+    sections: Dict[str, str] = field(default_factory=dict)
+    args: Dict[str, str] = field(default_factory=dict)  # from "Args:"
+
+
+def parse_docstring(doc: Optional[str]) -> Docstring:
+    """Split a class docstring into summary, description and sections.
+
+    >>> d = parse_docstring('''Sum.
+    ...
+    ... Shapes: guesses (N,).
+    ...
+    ... Args:
+    ...     normalize: divide by N,
+    ...         the rows.
+    ... ''')
+    >>> d.summary, d.sections["Shapes"], d.args
+    ('Sum.', 'guesses (N,).', {'normalize': 'divide by N, the rows.'})
+    """
+    lines = inspect.cleandoc(doc or "").splitlines()
+    i = 0
+    while i < len(lines) and lines[i].strip() and not lines[i].rstrip().endswith("::"):
+        i += 1
+    result = Docstring(summary=" ".join(" ".join(lines[:i]).split()))
+    prose: List[str] = []
+    while i < len(lines):
+        match = _HEADER.match(lines[i])
+        if not match:
+            prose.append(lines[i])
+            i += 1
+            continue
+        name, rest = match.group("name"), match.group("rest")
+        body: List[str] = []
+        i += 1
+        if rest:  # an inline section: the rest of its paragraph
+            body.append(rest)
+            while i < len(lines) and lines[i].strip() and not _HEADER.match(lines[i]):
+                body.append(lines[i].strip())
+                i += 1
+            text = " ".join(body)
+        else:  # an indented block, up to the next unindented line
+            while i < len(lines) and (not lines[i].strip() or lines[i][:1].isspace()):
+                body.append(lines[i])
+                i += 1
+            text = inspect.cleandoc("\n".join(body))
+        result.sections[name.rstrip("s") if name == "Examples" else name] = text
+    result.description = "\n".join(prose).strip()
+    if "Args" in result.sections:
+        result.args = _parse_args(result.sections["Args"])
+    return result
+
+
+def _parse_args(block: str) -> Dict[str, str]:
+    args: Dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        match = re.match(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
+        if match and not line[:1].isspace():
+            current = match.group(1)
+            args[current] = match.group(2).strip()
+        elif current and line.strip():
+            args[current] = f"{args[current]} {line.strip()}".strip()
+    return args
+
+
+def rst_to_markdown(text: str) -> str:
+    """Double backticks and ``::`` literal blocks of a docstring as Markdown."""
+    out: List[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.rstrip().endswith("::") and not line.strip().startswith(">>>"):
+            head = line.rstrip()[:-2].rstrip()
+            out.append(_inline(head) + (":" if head else ""))
+            i += 1
+            block: List[str] = []
+            while i < len(lines) and (not lines[i].strip() or lines[i][:1].isspace()):
+                block.append(lines[i])
+                i += 1
+            out += ["", "```text", inspect.cleandoc("\n".join(block)), "```", ""]
+            continue
+        out.append(_inline(line))
+        i += 1
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
+
+
+def _inline(text: str) -> str:
+    text = re.sub(r":(?:class|func|meth|mod|attr):`~?([^`]+)`", r"`\1`", text)
+    return text.replace("``", "`")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_inline(text).split()).replace("|", "\\|")
+
+
+# What a registered name is -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    type: str
+    default: Any  # inspect.Parameter.empty when required
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+@dataclass
+class LossInfo:
+    name: str
+    provider: str  # the distribution that provides the name
+    factory: str  # module:function
+    calculator: Optional[type]
+    arguments: List[Argument]
+    doc: Docstring
+
+    @property
+    def class_path(self) -> str:
+        if self.calculator is None:
+            return ""
+        module = self.calculator.__module__
+        if module.startswith("thinc_losses_plus.") and hasattr(sys.modules.get("thinc_losses_plus"), self.calculator.__name__):
+            module = "thinc_losses_plus"
+        return f"{module}.{self.calculator.__name__}"
+
+    @property
+    def gradient(self) -> str:
+        """The gradient convention: the "Gradient:" paragraph, or the
+        sentences saying what the gradient is taken with respect to."""
+        if "Gradient" in self.doc.sections:
+            return self.doc.sections["Gradient"]
+        if self.provider == "thinc" and self.calculator is not None:
+            from .upgrade import THINC_GRADIENTS
+
+            if self.calculator.__name__ in THINC_GRADIENTS:
+                return THINC_GRADIENTS[self.calculator.__name__]
+        said = _sentences_with(self.doc.description, "respect to")
+        if not said and self.calculator is not None:
+            said = _sentences_with(sys.modules[self.calculator.__module__].__doc__ or "", "respect to")
+        return " ".join(said) or "the exact derivative of the loss with respect to the guesses"
+
+
+def _sentences_with(text: str, words: str) -> List[str]:
+    """The sentences of a docstring's prose containing ``words``; a literal
+    block (after ``::``) joins the sentence it ends, as inline code."""
+    prose: List[str] = []
+    block: List[str] = []
+    in_block = False
+    for line in text.splitlines() + [""]:
+        if in_block and (not line.strip() or line[:1].isspace()):
+            if line.strip():
+                block.append(" ".join(line.split()))
+            continue
+        if block:
+            prose.append("``" + "; ".join(block) + "``.")
+            block = []
+        in_block = line.rstrip().endswith("::")
+        prose.append(line.rstrip()[:-1] if in_block else line)
+    flat = " ".join(" ".join(prose).split())
+    return [s for s in re.split(r"(?<=\.)\s+(?=[A-Z`(])", flat) if words in s]
+
+
+def _distribution_of(obj: Any) -> str:
+    top = (getattr(obj, "__module__", None) or "").split(".")[0]
+    found = _packages_distributions().get(top)
+    return found[0] if found else top
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> Dict[str, List[str]]:
+    try:
+        from importlib.metadata import packages_distributions
+    except ImportError:  # pragma: no cover - Python 3.9
+        return {}
+    return packages_distributions()
+
+
+def _loss_registry():
+    from thinc.api import registry
+
+    return registry.losses
+
+
+def describe(name: str) -> LossInfo:
+    """Everything the registry and the docstrings say about one loss name."""
+    ours = loss_entry_points()
+    losses = _loss_registry()
+    if name in ours:
+        factory = ours[name].load()
+        provider = DISTRIBUTION
+    else:
+        try:
+            factory = losses.get(name)
+        except Exception as err:
+            raise KeyError(f"No loss named {name!r} in the registry") from err
+        provider = _entry_point_provider(name) or _distribution_of(factory)
+    signature = inspect.signature(factory)
+    hints = typing.get_type_hints(factory)
+    calculator = hints.get("return")
+    if not isinstance(calculator, type):
+        calculator = None
+    doc = parse_docstring(calculator.__doc__ if calculator is not None and calculator.__doc__ else factory.__doc__)
+    arguments = [
+        Argument(
+            p.name,
+            format_annotation(hints.get(p.name, p.annotation)),
+            p.default,
+            _one_line(doc.args.get(p.name, "")),
+        )
+        for p in signature.parameters.values()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return LossInfo(name, provider, f"{factory.__module__}:{factory.__qualname__}", calculator, arguments, doc)
+
+
+def _entry_point_provider(name: str) -> Optional[str]:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=LOSSES_GROUP):
+        if ep.name == name:
+            return ep.dist.metadata["Name"] if ep.dist is not None else ep.module.split(".")[0]
+    return None
+
+
+def config_snippet(info: LossInfo, section: str = "loss") -> str:
+    """A config block for ``info.name`` with every argument at its default
+    (a required argument, which has none, is named in a comment)."""
+    lines = [f"[{section}]", f'@losses = "{info.name}"']
+    for arg in info.arguments:
+        if arg.required:
+            lines.append(f"# {arg.name}: required ({arg.type})")
+        else:
+            lines.append(f"{arg.name} = {config_value(arg.default)}")
+    return "\n".join(lines)
+
+
+# The whole registry (``list``) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listing:
+    name: str
+    provider: str
+    shadows: Tuple[str, ...] = ()  # providers whose registration of the name is hidden
+
+    @property
+    def warning(self) -> str:
+        if not self.shadows:
+            return ""
+        return f"shadows {self.name} of {', '.join(self.shadows)}: configs pinned to it now get {self.provider}'s"
+
+
+def build_listing(entry_points: Iterable[Tuple[str, str]], builtins: Dict[str, str]) -> List[Listing]:
+    """Combine ``(name, provider)`` entry points and built-in ``name -> provider``.
+
+    Catalogue looks entry points up first (the first one found wins), so an
+    entry point named like a built-in, or a name two packages declare, hides
+    the others: the listing says whose.
+
+    >>> rows = build_listing([("L2Distance.v1", "some-plugin")], {"L2Distance.v1": "thinc"})
+    >>> rows[0].warning
+    "shadows L2Distance.v1 of thinc: configs pinned to it now get some-plugin's"
+    """
+    providers: Dict[str, List[str]] = defaultdict(list)
+    for name, provider in entry_points:
+        providers[name].append(provider)
+    rows = []
+    for name in sorted(set(providers) | set(builtins)):
+        found = providers.get(name, [])
+        if name in builtins:
+            found = found + [builtins[name]]
+        rows.append(Listing(name, found[0], tuple(found[1:])))
+    return rows
+
+
+def list_losses() -> List[Listing]:
+    """Every name Thinc's ``registry.losses`` can resolve, with its provider."""
+    from importlib.metadata import entry_points
+
+    import catalogue
+
+    losses = _loss_registry()
+    points = []
+    for ep in entry_points(group=losses.entry_point_namespace):
+        points.append((ep.name, ep.dist.metadata["Name"] if ep.dist is not None else ep.module.split(".")[0]))
+    builtins = {
+        key[-1]: _distribution_of(func)
+        for key, func in catalogue._get_all(losses.namespace).items()
+        if len(key) == len(losses.namespace) + 1
+    }
+    return build_listing(points, builtins)
+
+
+def newer_versions(name: str, names: Iterable[str]) -> List[str]:
+    """Names of the same loss with a higher version number.
+
+    >>> newer_versions("L2Distance.v1", ["L2Distance.v2", "L1Distance.v1"])
+    ['L2Distance.v2']
+    """
+    match = _VERSION.match(name)
+    if not match:
+        return []
+    found = []
+    for other in names:
+        m = _VERSION.match(other)
+        if m and m.group("base") == match.group("base") and int(m.group("n")) > int(match.group("n")):
+            found.append((int(m.group("n")), other))
+    return [other for _, other in sorted(found)]
+
+
+# docs/api.md ---------------------------------------------------------------
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def render_loss(info: LossInfo, example_config: Optional[str] = None) -> str:
+    """The API reference section of one registered name (Markdown)."""
+    doc = info.doc
+    out = [f"## `{info.name}`", "", _inline(doc.summary), ""]
+    shapes = doc.sections.get("Shapes", "")
+    out += _markdown_table(
+        ["", ""],
+        [
+            ["Calculator", f"`{info.class_path}`"],
+            ["Factory", f"`{info.factory}`"],
+            ["Guesses / truths", _one_line(shapes) or "see below"],
+            ["Gradient", _one_line(info.gradient)],
+            ["Loss", _DEFAULT_LOSS_TEXT],
+        ],
+    )
+    if doc.description:
+        out += ["", rst_to_markdown(doc.description)]
+    out += ["", "**Arguments**", ""]
+    rows = [
+        [f"`{a.name}`", f"`{a.type}`", "required" if a.required else f"`{config_value(a.default)}`", a.description]
+        for a in info.arguments
+    ]
+    out += _markdown_table(["Argument", "Type", "Default", "Description"], rows)
+    if "Example" in doc.sections:
+        out += ["", "**Python**", "", "```pycon", doc.sections["Example"], "```"]
+    out += ["", "**Config** (every argument at its default)", "", "```ini", config_snippet(info), "```"]
+    example_config = example_config or doc.sections.get("Config")
+    if example_config:
+        out += ["", "**Config example**", "", "```ini", example_config.strip(), "```"]
+    if "References" in doc.sections:
+        out += ["", "**References**: " + _one_line(doc.sections["References"])]
+    return "\n".join(out)
+
+
+def render_api(root: Optional[Path] = None) -> str:
+    """``docs/api.md``: one section per name this package registers."""
+    infos = [describe(name) for name in loss_entry_points()]
+    out = [
+        "# API reference",
+        "",
+        "<!-- Generated by `python -m thinc_losses_plus.docs` from the entry points, the",
+        "factories' signatures and the class docstrings. Do not edit by hand. -->",
+        "",
+        "Every name below is registered in Thinc's `registry.losses` (shared by spaCy)",
+        "through the `thinc_losses` entry points of `thinc-losses-plus`: after",
+        "`pip install thinc-losses-plus` a config resolves it with no import.",
+        "Gradients are described as in Thinc: softmax-family gradients are taken",
+        "with respect to the logits (what Thinc's `Softmax` layer expects). Thinc's",
+        "own names (" + ", ".join(f"`{n}`" for n in THINC_BUILTIN_LOSSES) + ") are",
+        "never replaced; see [versioning.md](versioning.md) to upgrade configs pinned to them.",
+        "",
+    ]
+    out += _markdown_table(
+        ["Name", "Calculator", "Summary"],
+        [[f"[`{i.name}`](#{_anchor(i.name)})", f"`{i.class_path}`", _one_line(i.doc.summary)] for i in infos],
+    )
+    for info in infos:
+        example = None
+        if root is not None:
+            path = root / "configs" / "losses" / f"{info.name}.cfg"
+            if path.exists():
+                example = path.read_text(encoding="utf8")
+        out += ["", render_loss(info, example)]
+    return "\n".join(out) + "\n"
+
+
+def _anchor(name: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", name.lower()).replace(" ", "-")
+
+
+def repository_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m thinc_losses_plus.docs [--check]``: write or check docs/api.md."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m thinc_losses_plus.docs", description=main.__doc__)
+    parser.add_argument("--root", type=Path, default=repository_root(), help="repository root")
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/api.md is stale, write nothing")
+    options = parser.parse_args(argv)
+    path = options.root / "docs" / "api.md"
+    text = render_api(options.root)
+    current = path.read_text(encoding="utf8") if path.exists() else None
+    if options.check:
+        if current != text:
+            print(f"{path} is stale: run python -m thinc_losses_plus.docs", file=sys.stderr)
+            return 1
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf8")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
