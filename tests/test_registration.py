@@ -91,3 +91,16 @@ print(len(after - before))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0"
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "WeightedSum.v1"])
+def test_softmax_family_flag_matches_the_gradient_convention(name):
+    """The flag spaCy components read: given probabilities, is the gradient w.r.t. the logits?"""
+    from cases import all_cases
+
+    loss_calc = registry.resolve({"loss": {"@losses": name}})["loss"]
+    conventions = {c.gradient for c in all_cases() if c.name == name and not c.settings.get("from_logits")} - {"none"}
+    if loss_calc.softmax_family:
+        assert conventions <= {"logits"}, (name, conventions)
+    else:
+        assert "logits" not in conventions, (name, conventions)

@@ -34,11 +34,15 @@ class LossCalculator(Loss):
 
     Subclasses set ``name`` (used in every error message) and implement
     :meth:`compute`. They may set ``accepts_ragged = True`` to take
-    ``Ragged`` guesses, whose examples (for ``normalize``) are the sequences.
+    ``Ragged`` guesses, whose examples (for ``normalize``) are the sequences,
+    and ``softmax_family = True`` when, given probabilities, their gradient
+    is taken w.r.t. the logits (what Thinc's ``Softmax`` layer expects).
     """
 
     name: ClassVar[str] = "LossCalculator"
     accepts_ragged: ClassVar[bool] = False
+    #: Scores softmax outputs; given probabilities, the gradient is w.r.t. the logits.
+    softmax_family: ClassVar[bool] = False
 
     def __init__(self, *, normalize: bool = True):
         self.normalize = check_bool(self.name, "normalize", normalize)

@@ -50,6 +50,7 @@ class _Categorical(LossCalculator):
     """Settings and conversions shared by the softmax-family calculators."""
 
     accepts_ragged = True
+    softmax_family = True
 
     def _init_common(self, *, normalize, from_logits, class_weights, names=None):
         LossCalculator.__init__(self, normalize=normalize)

@@ -88,6 +88,7 @@ class CTC(LossCalculator):
     """
 
     name = "CTC"
+    softmax_family = True
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
     """
 
     name = "SequenceCategoricalCrossentropy"
+    softmax_family = True
 
     def __init__(
         self,
