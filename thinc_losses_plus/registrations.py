@@ -6,17 +6,27 @@ type-annotated so that config validation refuses a wrong type or an unknown
 argument. A behaviour change adds ``vN+1`` beside it. Nothing here is
 registered at import: ``setup.cfg``'s ``thinc_losses`` entry points point here.
 """
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
+from thinc.loss import Loss
+
+from .binary import BinaryCrossentropy, BinaryFocalCrossentropy
 from .categorical import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from .combine import WeightedSum
+from .ctc import CTC
 from .divergence import KLDivergence
+from .embedding import CosineDistance, CosineEmbedding
 from .focal import CategoricalFocalCrossentropy
+from .kernel import MaximumMeanDiscrepancy
+from .likelihood import GaussianNLL, PoissonNLL
+from .margin import Hinge, LogisticLoss, MultiMargin, SquaredHinge
+from .regression import Huber, L1Distance, L2Distance, LogCosh, SmoothL1
 from .sequence import SequenceCategoricalCrossentropy
+from .triplet import TripletMargin
 
 ClassWeights = Optional[Union[Dict[str, float], List[float]]]
 
 # Categorical (softmax family) --------------------------------------------
-
 
 def configure_CategoricalCrossentropy_v4(
     *,
@@ -117,10 +127,6 @@ def configure_KLDivergence_v1(
 
 # Binary and multi-label (sigmoid family) ------------------------------------
 
-from .binary import BinaryCrossentropy, BinaryFocalCrossentropy  # noqa: E402
-from .margin import Hinge, LogisticLoss, MultiMargin, SquaredHinge  # noqa: E402
-
-
 def configure_BinaryCrossentropy_v1(
     *,
     normalize: bool = True,
@@ -184,12 +190,7 @@ def configure_MultiMargin_v1(
     )
 
 
-
 # Regression ------------------------------------------------------------------
-
-from .likelihood import GaussianNLL, PoissonNLL  # noqa: E402
-from .regression import Huber, L1Distance, L2Distance, LogCosh, SmoothL1  # noqa: E402
-
 
 def configure_L2Distance_v2(*, normalize: bool = True) -> L2Distance:
     return L2Distance(normalize=normalize)
@@ -227,11 +228,6 @@ def configure_GaussianNLL_v1(*, normalize: bool = True, full: bool = False, eps:
 
 # Embeddings ------------------------------------------------------------------
 
-from .embedding import CosineDistance, CosineEmbedding  # noqa: E402
-from .kernel import MaximumMeanDiscrepancy  # noqa: E402
-from .triplet import TripletMargin  # noqa: E402
-
-
 def configure_CosineDistance_v2(
     *, normalize: bool = True, ignore_zeros: bool = False, eps: float = 1e-8
 ) -> CosineDistance:
@@ -262,9 +258,6 @@ def configure_MaximumMeanDiscrepancy_v1(
 
 # Sequences (CTC) -------------------------------------------------------------
 
-from .ctc import CTC  # noqa: E402
-
-
 def configure_CTC_v1(
     *,
     normalize: bool = True,
@@ -279,12 +272,6 @@ def configure_CTC_v1(
 
 
 # Combination -----------------------------------------------------------------
-
-from typing import Any  # noqa: E402
-
-from thinc.loss import Loss  # noqa: E402
-
-from .combine import WeightedSum  # noqa: E402
 
 #: Name -> a resolved loss calculator. confection >= 1.0 validates a nested
 #: ``[loss.losses.x]`` block before resolving it, so the unresolved ``@losses``
