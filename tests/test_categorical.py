@@ -395,3 +395,30 @@ def test_with_names_supplies_component_labels():
     assert loss == pytest.approx(-2.0 * math.log(0.5 + 1e-9))
     with pytest.raises(ValueError, match=r"CategoricalCrossentropy: 'class_weights' names unknown labels: \['y'\]"):
         CategoricalCrossentropy(class_weights={"y": 2.0}).with_names(["a", "b"])
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.0])
+def test_focal_integer_label_kernel_equals_the_dense_formula(xp, from_logits, gamma):
+    """Labels take an O(N) kernel; one-hot dense truths take the general one."""
+    z, p, y = batch(seed=15, n=32, dtype="float64")
+    truths = [NAMES[i] for i in y]
+    truths[3], truths[7] = "-", "!" + truths[7]
+    dense_truths = numpy.eye(5)[y]
+    guesses = xp.asarray(z if from_logits else p)
+    settings = dict(gamma=gamma, alpha=0.5, class_weights=[1.0, 2.0, 0.5, 1.5, 1.0], from_logits=from_logits)
+    sparse = CategoricalFocalCrossentropy(names=NAMES, missing_value="-", neg_prefix="!", **settings)
+    grad, _ = sparse(guesses, truths)
+    per_row = to_numpy(sparse.get_loss_per_example(guesses, truths))
+    dense = CategoricalFocalCrossentropy(**settings)
+    dense_grad = to_numpy(dense.get_grad(guesses, xp.asarray(dense_truths)))
+    dense_rows = to_numpy(dense.get_loss_per_example(guesses, xp.asarray(dense_truths)))
+    plain = [i for i in range(32) if i not in (3, 7)]
+    numpy.testing.assert_allclose(to_numpy(grad)[plain], dense_grad[plain], rtol=1e-10, atol=1e-15)
+    numpy.testing.assert_allclose(per_row[plain], dense_rows[plain], rtol=1e-12)
+    assert per_row[3] == 0.0 and not to_numpy(grad)[3].any()
+    # "not y": -alpha w_y p_y^gamma log(1 - p_y), gradient on column y only
+    p7 = softmax(z)[7] if from_logits else p[7]
+    w = 0.5 * settings["class_weights"][y[7]]
+    assert per_row[7] == pytest.approx(-w * p7[y[7]] ** gamma * math.log(1 - p7[y[7]] + 1e-9), rel=1e-9)
+    assert numpy.count_nonzero(to_numpy(grad)[7]) == 1

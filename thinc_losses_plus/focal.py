@@ -12,7 +12,7 @@ from .categorical import (
     dense_target,
 )
 from .labels import LabelScheme
-from .softmax import softmax_focal_cross_entropy
+from .softmax import softmax_focal_cross_entropy, softmax_focal_cross_entropy_with_integer_labels
 
 
 class CategoricalFocalCrossentropy(_Categorical):
@@ -107,7 +107,21 @@ class CategoricalFocalCrossentropy(_Categorical):
             check_smoothing_for(self.name, self.label_smoothing, c)
             labels = self._labels.to_indices(truths, n, c, xp)
             indices, missing, negative = labels
-            off = self.label_smoothing / (c - 1) if self.label_smoothing else 0.0
+            if not self.label_smoothing:  # one-hot targets: the O(N) kernel
+                grad, losses = softmax_focal_cross_entropy_with_integer_labels(
+                    xp,
+                    work,
+                    indices,
+                    gamma=self.gamma,
+                    from_logits=self.from_logits,
+                    weights=self._weights(xp, work, sample_weight, scale=self.alpha),
+                    missing=missing,
+                    negative=negative,
+                    divisor=divisor,
+                    want_grad=want_grad,
+                )
+                return restore_dtype(grad, guesses), losses
+            off = self.label_smoothing / (c - 1)
             target = xp.full((n, c), off, dtype=work.dtype)
             target[xp.arange(n), indices] = 1.0 - self.label_smoothing
             if negative is not None:

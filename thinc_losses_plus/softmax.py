@@ -304,15 +304,20 @@ def softmax_focal_cross_entropy(
         log_p = xp.log(guesses + EPS)
     weighted = target if weights is None else target * weights
     q = 1.0 - probs
-    modulator = q**gamma
-    losses = -(weighted * modulator * log_p).sum(axis=1)
+    modulator = _power(xp, q, gamma)
+    losses = -row_sums(xp, weighted * modulator * log_p)
     grad = None
     if want_grad:
-        positive_q = q > 0
-        # p log p / (1 - p) -> -1 as p -> 1; the factor gamma (1-p)^gamma then sends the term to 0.
-        ratio = xp.where(positive_q, probs * log_p / xp.where(positive_q, q, 1.0), -1.0)
-        g = weighted * (gamma * modulator * ratio - modulator)
-        grad = g - probs * g.sum(axis=1, keepdims=True)
+        # gamma (1-p)^(gamma-1) p log p, written as gamma (1-p)^gamma * (p log p / (1-p)):
+        # where 1 - p = 0 the factor (1-p)^gamma (or gamma itself) is 0, so a clipped
+        # denominator changes nothing (and avoids numpy's slow where on random masks).
+        ratio = probs * log_p
+        ratio /= xp.clip(q, numpy.finfo(q.dtype).tiny, None)
+        ratio *= gamma
+        ratio -= 1.0
+        ratio *= modulator
+        ratio *= weighted  # g_c = dL/dp_c * p_c
+        grad = ratio - probs * row_sums(xp, ratio)[:, None]
     if negative is not None:
         neg = xp.nonzero(negative)[0]
         y = labels[neg]
@@ -331,6 +336,76 @@ def softmax_focal_cross_entropy(
         if grad is not None:
             grad[missing] = 0
     return grad, losses
+
+
+def softmax_focal_cross_entropy_with_integer_labels(
+    xp,
+    guesses,
+    labels,
+    *,
+    gamma: float,
+    from_logits: bool = False,
+    weights=None,
+    missing=None,
+    negative=None,
+    divisor: float = 1,
+    want_grad: bool = True,
+):
+    """Focal cross-entropy against one-hot labels, in O(N) work plus one pass.
+
+    With a one-hot target only the label's term is non-zero, so
+    ``g = dL/dp_y * p_y`` is one number per row and the gradient w.r.t. the
+    logits is ``g * onehot(y) - p * g``. Same loss, gradient and ``negative``
+    rows as :func:`softmax_focal_cross_entropy`.
+    """
+    n, c = guesses.shape
+    rows = xp.arange(n)
+    if from_logits:
+        probs, lse = softmax_and_lse(xp, guesses)
+        log_p_y = guesses[rows, labels] - lse
+    else:
+        probs = guesses
+        log_p_y = xp.log(guesses[rows, labels] + EPS)
+    p_y = probs[rows, labels]
+    w_y = 1.0 if weights is None else xp.broadcast_to(weights, (n, c))[rows, labels]
+    q = 1.0 - p_y
+    modulator = _power(xp, q, gamma)
+    losses = -(w_y * modulator * log_p_y)
+    grad = None
+    if want_grad:
+        # g = w_y (gamma (1-p)^gamma p log p / (1-p) - (1-p)^gamma); see the dense version
+        g = gamma * modulator * (p_y * log_p_y / xp.clip(q, numpy.finfo(q.dtype).tiny, None)) - modulator
+        g *= w_y
+        grad = probs if from_logits else xp.empty_like(probs)
+        xp.multiply(probs, -g[:, None], out=grad)
+        grad[rows, labels] += g
+    if negative is not None:
+        neg = xp.nonzero(negative)[0]
+        p_neg = p_y[neg]
+        scale = (w_y if weights is None else w_y[neg]) * p_neg**gamma
+        log_not = xp.log(1.0 - p_neg + EPS)
+        losses[neg] = -scale * log_not
+        if grad is not None:
+            grad[neg] = 0
+            grad[neg, labels[neg]] = scale * (p_neg - gamma * (1.0 - p_neg) * log_not)
+    if grad is not None and divisor != 1:
+        grad /= divisor
+    if missing is not None:
+        losses = xp.where(missing, 0, losses)
+        if grad is not None:
+            grad[missing] = 0
+    return grad, losses
+
+
+def _power(xp, x, exponent: float):
+    """``x ** exponent`` with the common focal exponents as multiplications."""
+    if exponent == 0.0:
+        return xp.ones_like(x)
+    if exponent == 1.0:
+        return x
+    if exponent == 2.0:
+        return x * x
+    return x**exponent
 
 
 def kl_divergence(
