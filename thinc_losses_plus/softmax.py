@@ -218,6 +218,11 @@ def softmax_cross_entropy_with_integer_labels(
                 grad /= divisor
     if negative is not None:
         losses = xp.where(negative, 0, losses)
+    return mask_and_weight_rows(xp, grad, losses, missing, row_w)
+
+
+def mask_and_weight_rows(xp, grad, losses, missing, row_w):
+    """Zero the ``missing`` rows, then scale rows by ``row_w`` ((N, 1) or None)."""
     if missing is not None:
         losses = xp.where(missing, 0, losses)
         if grad is not None:
@@ -227,6 +232,13 @@ def softmax_cross_entropy_with_integer_labels(
         if grad is not None:
             grad *= row_w
     return grad, losses
+
+
+def focal_not_label(xp, p_y, w_y, gamma: float):
+    """Focal score of a negative label "not y": ``-w p^gamma log(1 - p)`` and its d/dz_y."""
+    scale = w_y * p_y**gamma
+    log_not = xp.log(1.0 - p_y + EPS)
+    return -scale * log_not, scale * (p_y - gamma * (1.0 - p_y) * log_not)
 
 
 def softmax_cross_entropy(
@@ -262,15 +274,7 @@ def softmax_cross_entropy(
             grad -= weighted
         if divisor != 1:
             grad /= divisor
-    if missing is not None:
-        losses = xp.where(missing, 0, losses)
-        if grad is not None:
-            grad[missing] = 0
-    if row_w is not None:
-        losses = losses * row_w[:, 0]
-        if grad is not None:
-            grad *= row_w
-    return grad, losses
+    return mask_and_weight_rows(xp, grad, losses, missing, row_w)
 
 
 def softmax_focal_cross_entropy(
@@ -321,21 +325,14 @@ def softmax_focal_cross_entropy(
     if negative is not None:
         neg = xp.nonzero(negative)[0]
         y = labels[neg]
-        p_y = probs[neg, y]
-        w_y = xp.ones_like(p_y) if weights is None else xp.broadcast_to(weights, (n, c))[neg, y]
-        scale = w_y * p_y**gamma
-        log_not = xp.log(1.0 - p_y + EPS)
-        losses[neg] = -scale * log_not
+        w_y = 1.0 if weights is None else xp.broadcast_to(weights, (n, c))[neg, y]
+        losses[neg], d_y = focal_not_label(xp, probs[neg, y], w_y, gamma)
         if grad is not None:
             grad[neg] = 0
-            grad[neg, y] = scale * (p_y - gamma * (1.0 - p_y) * log_not)
+            grad[neg, y] = d_y
     if grad is not None and divisor != 1:
         grad /= divisor
-    if missing is not None:
-        losses = xp.where(missing, 0, losses)
-        if grad is not None:
-            grad[missing] = 0
-    return grad, losses
+    return mask_and_weight_rows(xp, grad, losses, missing, None)
 
 
 def softmax_focal_cross_entropy_with_integer_labels(
@@ -381,20 +378,13 @@ def softmax_focal_cross_entropy_with_integer_labels(
         grad[rows, labels] += g
     if negative is not None:
         neg = xp.nonzero(negative)[0]
-        p_neg = p_y[neg]
-        scale = (w_y if weights is None else w_y[neg]) * p_neg**gamma
-        log_not = xp.log(1.0 - p_neg + EPS)
-        losses[neg] = -scale * log_not
+        losses[neg], d_y = focal_not_label(xp, p_y[neg], w_y if weights is None else w_y[neg], gamma)
         if grad is not None:
             grad[neg] = 0
-            grad[neg, labels[neg]] = scale * (p_neg - gamma * (1.0 - p_neg) * log_not)
+            grad[neg, labels[neg]] = d_y
     if grad is not None and divisor != 1:
         grad /= divisor
-    if missing is not None:
-        losses = xp.where(missing, 0, losses)
-        if grad is not None:
-            grad[missing] = 0
-    return grad, losses
+    return mask_and_weight_rows(xp, grad, losses, missing, None)
 
 
 def _power(xp, x, exponent: float):
