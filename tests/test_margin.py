@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 from thinc.api import registry
 
 from conftest import to_numpy
+from oracle import assert_matches, torch_loss_and_grad
 from thinc_losses_plus import BinaryCrossentropy, Hinge, LogisticLoss, MultiMargin, SquaredHinge
 
 N, C = 8, 5
@@ -35,19 +36,6 @@ def classes(seed=0, n=N, c=C):
 def ours(calc, guesses, truths, xp, dtype="float32", **kwargs):
     grad, loss = calc(xp.asarray(guesses, dtype=dtype), truths, **kwargs)
     return to_numpy(grad).astype("float64"), loss
-
-
-def torch_loss_and_grad(fn, guesses):
-    x = torch.tensor(guesses, dtype=torch.float64, requires_grad=True)
-    loss = fn(x)
-    loss.backward()
-    return x.grad.numpy(), float(loss.detach())
-
-
-def assert_matches(result, expected, rtol=2e-5, atol=1e-6):
-    (grad, loss), (grad_t, loss_t) = result, expected
-    numpy.testing.assert_allclose(loss, loss_t, rtol=rtol, atol=atol)
-    numpy.testing.assert_allclose(grad, grad_t, rtol=rtol, atol=atol)
 
 
 # PyTorch differential tests ------------------------------------------------------

@@ -289,10 +289,15 @@ class CosineEmbedding(LossCalculator):
         y = signed_labels(self.name, truths, n, xp, x1.dtype)
         weights, scale = row_scale(self.name, sample_weight, n, xp, x1.dtype, divisor)
         grads, per_example = cosine_embedding(x1, x2, y, margin=self.margin, want_grad=want_grad)
-        if weights is not None:
-            per_example = per_example * weights
-        if grads is not None:
-            factor = scale if isinstance(scale, float) else scale[:, None]
-            grads = tuple(restore_dtype(g * factor, x) for g, x in zip(grads, guesses))
-        return grads, per_example
+        return weigh_tuple_result(grads, per_example, weights, scale, guesses)
 
+
+def weigh_tuple_result(grads, per_example, weights, scale, guesses):
+    """Apply per-row weights to the losses and ``scale`` (weights / divisor) to
+    each gradient of a tuple, returned in the guesses' dtypes."""
+    if weights is not None:
+        per_example = per_example * weights
+    if grads is not None:
+        factor = scale if isinstance(scale, float) else scale[:, None]
+        grads = tuple(restore_dtype(g * factor, x) for g, x in zip(grads, guesses))
+    return grads, per_example

@@ -9,9 +9,9 @@ from typing import Any, Optional, Tuple
 
 from thinc.backends import get_array_ops
 
-from ._base import LossCalculator, restore_dtype
+from ._base import LossCalculator
 from ._checks import call_error, check_bool, check_float
-from .embedding import guess_tuple, row_norm, row_scale
+from .embedding import guess_tuple, row_norm, row_scale, weigh_tuple_result
 
 Array = Any
 
@@ -166,9 +166,4 @@ class TripletMargin(LossCalculator):
             a, pos, neg, margin=self.margin, p=self.p, eps=self.eps, swap=self.swap, squared=self.squared,
             want_grad=want_grad,
         )
-        if weights is not None:
-            per_example = per_example * weights
-        if grads is not None:
-            factor = scale if isinstance(scale, float) else scale[:, None]
-            grads = tuple(restore_dtype(g * factor, x) for g, x in zip(grads, guesses))
-        return grads, per_example
+        return weigh_tuple_result(grads, per_example, weights, scale, guesses)
