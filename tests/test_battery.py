@@ -16,7 +16,6 @@ from battery import (
     same,
     snapshot,
     take,
-    to_backend,
     to_host,
 )
 from cases import all_cases
