@@ -96,6 +96,7 @@ SETTING_ERRORS = [
     (Sparse, {"normalize": 1}, TypeError, "'normalize' must be a bool"),
     (Sparse, {"class_weights": [1.0, -1.0]}, ValueError, "'class_weights' must be finite and non-negative"),
     (Sparse, {"class_weights": [1.0, float("inf")]}, ValueError, "'class_weights' must be finite"),
+    (Sparse, {"class_weights": []}, ValueError, "'class_weights' must not be empty"),
     (Sparse, {"names": ["a"], "class_weights": {"z": 2.0}}, ValueError, r"'class_weights' names unknown labels: \['z'\]"),
     (Dense, {"missing_value": "x"}, TypeError, "'missing_value' must be an int or None"),
     (Focal, {"gamma": -1.0}, ValueError, r"'gamma' must be in \[0, inf\)"),

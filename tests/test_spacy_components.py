@@ -23,7 +23,7 @@ spacy = pytest.importorskip("spacy")  # the Thinc-alone CI job has no spaCy
 from numpy.testing import assert_allclose  # noqa: E402
 from spacy.tokens import DocBin  # noqa: E402
 from spacy.training import Example  # noqa: E402
-from thinc.api import Adam, Linear, Logistic, Ops, chain, fix_random_seed, softmax_activation, with_array  # noqa: E402
+from thinc.api import Adam, Linear, Logistic, Ops, chain, fix_random_seed, registry, softmax_activation, with_array  # noqa: E402
 
 from thinc_losses_plus import spacy_components_base  # noqa: E402
 from thinc_losses_plus.entry_points import factory_entry_points  # noqa: E402
@@ -277,6 +277,23 @@ def test_changing_the_loss_changes_the_gradient():
     ours.model.from_bytes(builtin.model.to_bytes())
     scores, _ = builtin.model.begin_update([eg.predicted for eg in examples])
     assert not numpy.allclose(ours.get_loss(examples, scores)[1], builtin.get_loss(examples, scores)[1], atol=1e-4)
+
+
+def test_multilabel_class_weights_by_label_name():
+    """The component supplies its labels, so a config keys BinaryCrossentropy's weights by label."""
+    block = loss("BinaryCrossentropy.v1", normalize=False, class_weights={"ACTION": 3.0})
+    nlp, component, examples = build("textcat_multilabel_with_loss", {"model": reduce_textcat(False), "loss": block})
+    labels = list(component.labels)
+    scores, _ = component.model.begin_update([eg.predicted for eg in examples])
+    _, d_scores = component.get_loss(examples, scores)
+    # The same loss with the weights as a list, unannotated labels masked (weight 0);
+    # a Logistic output takes dL/dp as it is.
+    weights = [3.0 if label == "ACTION" else 1.0 for label in labels]
+    by_list = registry.resolve({"l": loss("BinaryCrossentropy.v1", normalize=False, class_weights=weights)})["l"]
+    truths = numpy.asarray([[eg.reference.cats.get(label, 0.0) for label in labels] for eg in examples], dtype="f")
+    annotated = numpy.asarray([[float(label in eg.reference.cats) for label in labels] for eg in examples], dtype="f")
+    expected = by_list.get_grad(scores, truths, sample_weight=annotated)
+    numpy.testing.assert_allclose(d_scores, expected, rtol=1e-5, atol=1e-7)
 
 
 # 3. Correct gradients whatever the output layer ----------------------------------------------

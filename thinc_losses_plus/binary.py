@@ -32,6 +32,7 @@ from ._binary_inputs import (
     softplus_parts,
 )
 from ._checks import check_bool, check_float, prepare_sample_weight
+from .labels import ClassWeights, NamedColumns, check_class_weights, check_names, class_weight_list
 
 # Maths ---------------------------------------------------------------------
 
@@ -184,7 +185,7 @@ def binary_focal_loss(p, t, *, gamma: float, want_grad: bool = True, eps: float 
 # Calculators ---------------------------------------------------------------
 
 
-class BinaryCrossentropy(ElementwiseCalculator):
+class BinaryCrossentropy(NamedColumns, ElementwiseCalculator):
     """Binary cross-entropy of independent sigmoid outputs (binary and multi-label).
 
     For guesses ``p`` (probabilities) and targets ``t`` in ``[0, 1]``, each entry
@@ -214,7 +215,10 @@ class BinaryCrossentropy(ElementwiseCalculator):
         missing_value: truth entries equal to it are masked: their term and
             gradient are 0 (rows still count in N). Must lie outside [0, 1].
         class_weights: one weight per column, ``w_c`` above (PyTorch's
-            ``weight`` broadcast over the rows).
+            ``weight`` broadcast over the rows): a list, or a dict label ->
+            weight when ``names`` are known (absent labels weigh 1.0).
+        names: optional column names, for dict ``class_weights``; a spaCy
+            component (``textcat_multilabel_with_loss``) supplies its labels.
 
     Example:
         >>> import numpy
@@ -253,21 +257,27 @@ class BinaryCrossentropy(ElementwiseCalculator):
         pos_weight: Weights = None,
         label_smoothing: float = 0.0,
         missing_value: Optional[float] = None,
-        class_weights: Optional[List[float]] = None,
+        class_weights: ClassWeights = None,
+        names: Optional[List[str]] = None,
     ):
         super().__init__(normalize=normalize)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
         self.pos_weight = check_weights(self.name, "pos_weight", pos_weight, allow_scalar=True)
         self.label_smoothing = check_float(self.name, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
         self.missing_value = check_missing_target(self.name, missing_value)
-        self.class_weights = check_weights(self.name, "class_weights", class_weights, allow_scalar=False)
+        self.names = check_names(self.name, names)
+        self.class_weights = check_class_weights(self.name, class_weights, self.names)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
         x, t, xp = elementwise_inputs(self.name, guesses, truths)
         t, keep = sigmoid_targets(self.name, x, t, xp, from_logits=self.from_logits, missing_value=self.missing_value)
         n_columns = x.shape[1]
+        self._check_columns(n_columns)
         pos_weight = column_array(self.name, "pos_weight", self.pos_weight, n_columns, xp, x.dtype)
-        class_weights = column_array(self.name, "class_weights", self.class_weights, n_columns, xp, x.dtype)
+        class_weights = None
+        if self.class_weights is not None:
+            per_column = class_weight_list(self.name, self.class_weights, self.names, n_columns)
+            class_weights = column_array(self.name, "class_weights", per_column, n_columns, xp, x.dtype)
         weight = combine_weights(keep, class_weights, prepare_sample_weight(self.name, sample_weight, x.shape, xp, x.dtype))
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing

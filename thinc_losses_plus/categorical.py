@@ -15,7 +15,6 @@ masked), which is what Thinc's ``Softmax`` layer expects: its backward pass
 skips the softmax Jacobian. With ``from_logits=True`` the guesses are the
 logits and the softmax is computed stably inside.
 """
-import copy
 from typing import Optional, Sequence, Union
 
 from thinc.backends import get_array_ops
@@ -29,15 +28,14 @@ from ._checks import (
     float_array,
     is_array,
     prepare_sample_weight,
-    setting_error,
 )
 from .labels import (
     ClassWeights,
     LabelScheme,
+    NamedColumns,
     check_class_weights,
     check_missing_value,
     check_names,
-    check_weight_names,
     class_weight_list,
 )
 from .softmax import (
@@ -46,7 +44,7 @@ from .softmax import (
     softmax_cross_entropy_with_integer_labels,
 )
 
-class _Categorical(LossCalculator):
+class _Categorical(NamedColumns, LossCalculator):
     """Settings and conversions shared by the softmax-family calculators."""
 
     accepts_ragged = True
@@ -56,22 +54,6 @@ class _Categorical(LossCalculator):
         LossCalculator.__init__(self, normalize=normalize)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
         self.class_weights = check_class_weights(self.name, class_weights, names)
-
-    def with_names(self, names: Sequence[str]) -> "_Categorical":
-        """A copy of this calculator with ``names`` set (for spaCy components).
-
-        Raises ValueError if other names were configured already.
-        """
-        names = check_names(self.name, names)
-        if self.names is not None and self.names != names:
-            raise setting_error(self.name, "names", f"were configured as {self.names}, not the component's {names}")
-        check_weight_names(self.name, self.class_weights, names)
-        clone = copy.copy(self)
-        clone._set_names(names)
-        return clone
-
-    def _set_names(self, names):
-        self.names = names
 
     # Call-time helpers ------------------------------------------------------
 
@@ -85,10 +67,7 @@ class _Categorical(LossCalculator):
             problem = distribution_problem(xp, guesses)
             if problem:
                 raise call_error(self.name, "guesses", f"{problem} (they must be probabilities; use from_logits=True for logits)")
-        if self.names is not None and len(self.names) != guesses.shape[1]:
-            raise call_error(
-                self.name, "names", f"has {len(self.names)} entries but the guesses have {guesses.shape[1]} columns"
-            )
+        self._check_columns(guesses.shape[1])
         return as_compute_dtype(guesses), xp
 
     def _weights(self, xp, guesses, sample_weight, scale: float = 1.0):

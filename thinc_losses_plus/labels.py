@@ -5,6 +5,7 @@ share (``names``, ``missing_value``, ``neg_prefix``) and converts truths given
 as an integer array, a list of ints or a list of strings into
 :class:`SparseLabels`: one class index per row plus the rows to mask.
 """
+import copy
 from numbers import Integral, Real
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
@@ -70,6 +71,8 @@ def check_class_weights(name: str, class_weights: ClassWeights, names: Optional[
         raise setting_error(
             name, "class_weights", f"must be a dict or a list of numbers, got {type(class_weights).__name__}", TypeError
         )
+    if not values:
+        raise setting_error(name, "class_weights", "must not be empty (one weight per class)")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, Real):
             raise setting_error(name, "class_weights", f"must hold numbers, got {v!r}", TypeError)
@@ -101,6 +104,37 @@ def class_weight_list(name: str, class_weights: ClassWeights, names: Optional[Se
     if len(class_weights) != n_classes:
         raise call_error(name, "class_weights", f"has {len(class_weights)} entries but the guesses have {n_classes} columns")
     return list(class_weights)
+
+
+class NamedColumns:
+    """Mixin for calculators with optional column ``names`` (and dict ``class_weights``)."""
+
+    name: str
+    names: Optional[List[str]]
+    class_weights: ClassWeights
+
+    def with_names(self, names: Sequence[str]):
+        """A copy of this calculator with ``names`` set (for spaCy components).
+
+        Raises ValueError if other names were configured already, or if a
+        dict of ``class_weights`` names a label that is not among them.
+        """
+        names = check_names(self.name, names)
+        if self.names is not None and self.names != names:
+            raise setting_error(self.name, "names", f"were configured as {self.names}, not the component's {names}")
+        check_weight_names(self.name, self.class_weights, names)
+        clone = copy.copy(self)
+        clone._set_names(names)
+        return clone
+
+    def _set_names(self, names: Optional[List[str]]) -> None:
+        self.names = names
+
+    def _check_columns(self, n_columns: int) -> None:
+        if self.names is not None and len(self.names) != n_columns:
+            raise call_error(
+                self.name, "names", f"has {len(self.names)} entries but the guesses have {n_columns} columns"
+            )
 
 
 class LabelScheme:

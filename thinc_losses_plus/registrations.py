@@ -134,7 +134,8 @@ def configure_BinaryCrossentropy_v1(
     pos_weight: Optional[Union[float, List[float]]] = None,
     label_smoothing: float = 0.0,
     missing_value: Optional[float] = None,
-    class_weights: Optional[List[float]] = None,
+    class_weights: ClassWeights = None,
+    names: Optional[List[str]] = None,
 ) -> BinaryCrossentropy:
     return BinaryCrossentropy(
         normalize=normalize,
@@ -143,6 +144,7 @@ def configure_BinaryCrossentropy_v1(
         label_smoothing=label_smoothing,
         missing_value=missing_value,
         class_weights=class_weights,
+        names=names,
     )
 
 
