@@ -36,6 +36,18 @@ def _torch_cross_entropy(z, y):
     return run
 
 
+#: From this many elements on, the sparse path is compared with one numpy copy
+#: of the guesses (the memory-bound floor: the gradient must be written once).
+FLOOR_ELEMENTS = 10**7
+
+
+def with_copy_floor(fns, guesses):
+    """Add the numpy-copy floor to a large entry's comparisons."""
+    if guesses.size >= FLOOR_ELEMENTS:
+        fns["numpy copy of guesses"] = lambda: guesses.copy()
+    return fns
+
+
 def sparse_int(n, c):
     def setup():
         _, p, y = _inputs(n, c)
@@ -43,9 +55,7 @@ def sparse_int(n, c):
         ours = _resolve("SparseCategoricalCrossentropy.v4")
         thinc = _resolve("CategoricalCrossentropy.v3")
         fns = {"ours": lambda: ours(p, y), "thinc v3": lambda: thinc(p, y32)}
-        if n * c >= 10**7:
-            fns["numpy copy of guesses"] = lambda: p.copy()
-        return fns
+        return with_copy_floor(fns, p)
 
     return setup
 
@@ -58,9 +68,7 @@ def sparse_str(n, c):
         ours = _resolve("SparseCategoricalCrossentropy.v4", names=names)
         thinc = _resolve("CategoricalCrossentropy.v3", names=names)
         fns = {"ours": lambda: ours(p, labels), "thinc v3": lambda: thinc(p, labels)}
-        if n * c >= 10**7:
-            fns["numpy copy of guesses"] = lambda: p.copy()
-        return fns
+        return with_copy_floor(fns, p)
 
     return setup
 
@@ -151,9 +159,8 @@ def _grad_bytes(n, c):
 ENTRIES = []
 for n, c, what in SIZES:
     size = f"{n}x{c}"
-    big = n * c >= 10**7
     ten_x = {"thinc v3": 0.1} if (n, c) == (4096, 50) else {}
-    floor = {"numpy copy of guesses": 2.0} if big else {}
+    floor = {"numpy copy of guesses": 2.0} if n * c >= FLOOR_ELEMENTS else {}
     ENTRIES += [
         Entry("SparseCategoricalCrossentropy.v4", f"{size} int labels", sparse_int(n, c), targets={**ten_x, **floor},
               memory=True, memory_target=1.1, grad_bytes=_grad_bytes(n, c)),
