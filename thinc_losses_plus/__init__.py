@@ -4,10 +4,10 @@ Nothing is registered at import: the calculators reach Thinc's (and spaCy's)
 ``registry.losses`` through the ``thinc_losses`` entry points declared in
 ``setup.cfg``, which point to :mod:`thinc_losses_plus.registrations`.
 """
-from ._base import LossCalculator
+from ._core import LossCalculator
 from .categorical import CategoricalCrossentropy
-from .focal import CategoricalFocalCrossentropy
-from .divergence import KLDivergence
+from .categorical import CategoricalFocalCrossentropy
+from .categorical import KLDivergence
 from .sequence import SequenceCategoricalCrossentropy
 from .categorical import SparseCategoricalCrossentropy
 # binary (sigmoid family)

@@ -12,8 +12,9 @@ from typing import Any, List, Optional, Tuple, Union
 import numpy
 from thinc.backends import get_array_ops
 
-from ._base import LossCalculator, as_compute_dtype, restore_dtype
-from ._checks import call_error, check_float, check_same_shape, float_array, is_array, setting_error
+from ._checks import call_error, check_float, setting_error
+from ._core import LossCalculator
+from ._inputs import as_compute_dtype, check_same_shape, float_array, is_array, restore_dtype
 
 #: Probabilities are clipped to ``[PROB_EPS, 1 - PROB_EPS]`` (Keras' epsilon)
 #: so that ``p = 0`` or ``p = 1`` gives a finite loss and gradient; 1e-7 is

@@ -13,8 +13,15 @@ from typing import Any, Optional, Tuple
 import numpy
 from thinc.backends import get_array_ops
 
-from ._base import as_compute_dtype
-from ._checks import call_error, check_finite, check_same_shape, float_array, is_array, prepare_sample_weight
+from ._checks import call_error
+from ._inputs import (
+    as_compute_dtype,
+    check_finite,
+    check_same_shape,
+    float_array,
+    is_array,
+    prepare_sample_weight,
+)
 
 Array = Any
 Result = Tuple[Optional[Array], Array]

@@ -31,8 +31,9 @@ from ._binary_inputs import (
     sigmoid_targets,
     softplus_parts,
 )
-from ._checks import check_bool, check_float, prepare_sample_weight
-from .labels import ClassWeights, NamedColumns, check_class_weights, check_names, class_weight_list
+from ._checks import check_bool, check_float
+from ._inputs import prepare_sample_weight
+from .labels import ClassWeights, LabelScheme, NamedColumns, class_weight_list
 
 # Maths ---------------------------------------------------------------------
 
@@ -265,14 +266,13 @@ class BinaryCrossentropy(NamedColumns, ElementwiseCalculator):
         self.pos_weight = check_weights(self.name, "pos_weight", pos_weight, allow_scalar=True)
         self.label_smoothing = check_float(self.name, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
         self.missing_value = check_missing_target(self.name, missing_value)
-        self.names = check_names(self.name, names)
-        self.class_weights = check_class_weights(self.name, class_weights, self.names)
+        self.labels = LabelScheme(self.name, names=names, class_weights=class_weights)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
         x, t, xp = elementwise_inputs(self.name, guesses, truths)
         t, keep = sigmoid_targets(self.name, x, t, xp, from_logits=self.from_logits, missing_value=self.missing_value)
         n_columns = x.shape[1]
-        self._check_columns(n_columns)
+        self.labels.check_n_classes(n_columns)
         pos_weight = column_array(self.name, "pos_weight", self.pos_weight, n_columns, xp, x.dtype)
         class_weights = None
         if self.class_weights is not None:

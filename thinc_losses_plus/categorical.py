@@ -1,12 +1,12 @@
-"""The categorical (softmax) family: Thinc's cross-entropy, done right, at v4.
+"""The categorical (softmax) family: Thinc's cross-entropy at v4, focal loss, KL divergence.
 
 Thinc's released ``CategoricalCrossentropy.v1-v3`` return ``sum(grad**2)`` as
 their "loss". The v4 design its maintainers drafted (and reverted before
 release) reports the true cross-entropy with the same gradient; this module
 ships it, split into a dense and a sparse calculator, and adds
-``from_logits`` and ``class_weights``. The focal loss (``focal.py``), KL
-divergence (``divergence.py``) and sequence loss (``sequence.py``) build on
-the classes here.
+``from_logits`` and ``class_weights``, the focal loss and the KL divergence.
+The sequence loss (:mod:`thinc_losses_plus.sequence`) builds on the classes
+here; the maths is in :mod:`thinc_losses_plus.functional.softmax`.
 
 Gradient convention of the whole family: with respect to the **logits**.
 Given probabilities (``from_logits=False``) the guesses are taken to be
@@ -15,71 +15,82 @@ masked), which is what Thinc's ``Softmax`` layer expects: its backward pass
 skips the softmax Jacobian. With ``from_logits=True`` the guesses are the
 logits and the softmax is computed stably inside.
 """
+import math
 from typing import Optional, Sequence, Union
 
-from thinc.backends import get_array_ops
+import numpy
 
-from ._base import LossCalculator, as_compute_dtype, restore_dtype
-from ._checks import (
-    call_error,
-    check_bool,
-    check_finite,
-    check_float,
-    float_array,
-    is_array,
-    prepare_sample_weight,
-)
-from .labels import (
-    ClassWeights,
-    LabelScheme,
-    NamedColumns,
-    check_class_weights,
-    check_missing_value,
-    check_names,
-    class_weight_list,
-)
-from .softmax import (
-    distribution_problem,
+from ._checks import call_error, check_bool, check_float
+from ._core import LossCalculator
+from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype
+from .functional.softmax import (
+    check_distributions,
+    kl_divergence,
     softmax_cross_entropy,
     softmax_cross_entropy_with_integer_labels,
+    softmax_focal_cross_entropy,
+    softmax_focal_cross_entropy_with_integer_labels,
 )
+from .labels import ClassWeights, LabelledColumns, LabelScheme
 
-class _Categorical(NamedColumns, LossCalculator):
+PROBABILITIES_HINT = " (they must be probabilities; use from_logits=True for logits)"
+
+
+class Batch:
+    """One call's validated guesses: the compute-dtype array, its xp, its checks."""
+
+    def __init__(self, name: str, guesses, *, from_logits: bool):
+        float_array(name, "guesses", guesses, ndim=2)
+        self.xp = array_module(guesses)
+        self.work = as_compute_dtype(guesses)
+        self.checks = Checks(name, self.xp)
+        self.from_logits = from_logits
+        if from_logits:
+            # The logits' range (in float64: no overflow) decides the softmax's
+            # shift and is finite exactly when every logit is: one value, two uses.
+            if self.work.size:
+                z = self.work
+                self.checks.request(z.max().astype("float64") - z.min().astype("float64"))
+        else:
+            check_distributions(self.checks, "guesses", self.work, hint=PROBABILITIES_HINT, dtype=guesses.dtype)
+
+    def run(self) -> Optional[float]:
+        """Run the checks (one transfer); return the logits' span for the softmax."""
+        values = self.checks.run()
+        if not values:
+            return None
+        span = values[0]
+        if not math.isfinite(span):
+            raise call_error(self.checks.name, "guesses", "contains NaN or infinite values")
+        return span
+
+
+class _Categorical(LabelledColumns, LossCalculator):
     """Settings and conversions shared by the softmax-family calculators."""
 
     accepts_ragged = True
     softmax_family = True
 
-    def _init_common(self, *, normalize, from_logits, class_weights, names=None):
+    def _init_common(self, *, normalize: bool, from_logits: bool, labels: LabelScheme) -> None:
         LossCalculator.__init__(self, normalize=normalize)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
-        self.class_weights = check_class_weights(self.name, class_weights, names)
+        self.labels = labels
 
-    # Call-time helpers ------------------------------------------------------
+    def _batch(self, guesses) -> Batch:
+        batch = Batch(self.name, guesses, from_logits=self.from_logits)
+        self.labels.check_n_classes(batch.work.shape[1])
+        return batch
 
-    def _guesses(self, guesses):
-        """Validate the guesses; return them in the compute dtype and their xp."""
-        float_array(self.name, "guesses", guesses, ndim=2)
-        xp = get_array_ops(guesses).xp
-        if self.from_logits:
-            check_finite(self.name, "guesses", guesses)
-        else:
-            problem = distribution_problem(xp, guesses)
-            if problem:
-                raise call_error(self.name, "guesses", f"{problem} (they must be probabilities; use from_logits=True for logits)")
-        self._check_columns(guesses.shape[1])
-        return as_compute_dtype(guesses), xp
-
-    def _weights(self, xp, guesses, sample_weight, scale: float = 1.0):
+    def _weights(self, batch: Batch, sample_weight, scale: float = 1.0):
         """Class weights times sample weights, broadcastable to the guesses (or None)."""
-        n, c = guesses.shape
-        weights = prepare_sample_weight(self.name, sample_weight, (n, c), xp, guesses.dtype)
-        if self.class_weights is not None:
-            per_class = class_weight_list(self.name, self.class_weights, self.names, c)
-            class_w = xp.asarray(per_class, dtype=guesses.dtype).reshape(1, c)
+        work, xp = batch.work, batch.xp
+        n, c = work.shape
+        weights = prepare_sample_weight(self.name, sample_weight, (n, c), xp, work.dtype, batch.checks)
+        class_w = self.labels.class_weight_array(c, xp, work.dtype)
+        if class_w is not None:
             weights = class_w if weights is None else weights * class_w
         if scale != 1.0:
-            weights = xp.full((1, c), scale, dtype=guesses.dtype) if weights is None else weights * scale
+            weights = xp.full((1, c), scale, dtype=work.dtype) if weights is None else weights * scale
         return weights
 
 
@@ -97,6 +108,33 @@ def check_smoothing_for(name: str, label_smoothing: float, n_classes: int) -> No
         )
 
 
+def dense_target(name: str, batch: Batch, truths, labels: LabelScheme, label_smoothing: float):
+    """Validate dense truths (with the batch's checks); return the (smoothed) target and the missing rows."""
+    work, xp = batch.work, batch.xp
+    if not is_array(truths) or truths.dtype.kind != "f":
+        kind = truths.dtype if is_array(truths) else type(truths).__name__
+        raise call_error(
+            name, "truths", f"must be a float array of target distributions, got {kind} "
+            "(for class labels use SparseCategoricalCrossentropy)", TypeError
+        )
+    if tuple(truths.shape) != tuple(work.shape):
+        raise call_error(name, "truths", f"must have the guesses' shape {tuple(work.shape)}, got {tuple(truths.shape)}")
+    target = xp.ascontiguousarray(xp.asarray(truths).astype(work.dtype, copy=False))
+    missing = labels.dense_missing(target, xp)
+    # Masked rows may hold anything (spaCy passes zeros): they are checked as uniform rows.
+    checked = target if missing is None else xp.where(missing[:, None], 1.0 / max(work.shape[1], 1), target)
+    check_distributions(batch.checks, "truths", checked, dtype=truths.dtype)
+    if label_smoothing:
+        n_classes = work.shape[1]
+        check_smoothing_for(name, label_smoothing, n_classes)
+        if checked.size:
+            one_hot = ((checked == 0) | (checked == 1)) if missing is None else ((checked == 0) | (checked == 1) | missing[:, None])
+            batch.checks.fail_if(~one_hot.all(), "label_smoothing", lambda: "applies to one-hot truth rows only; some rows are soft")
+        off = label_smoothing / (n_classes - 1)
+        target = target * (1.0 - label_smoothing - off) + off
+    return target, missing
+
+
 class SparseCategoricalCrossentropy(_Categorical):
     """Cross-entropy of softmax outputs against class labels (ints or names).
 
@@ -109,7 +147,8 @@ class SparseCategoricalCrossentropy(_Categorical):
 
     ``n`` is the number of rows (of sequences for ``Ragged`` guesses) when
     ``normalize``, else 1; rows with a missing label count in ``n``. The
-    gradient is with respect to the logits (see the module docstring);
+    gradient is with respect to the logits (``guesses = softmax(logits)``, as
+    Thinc's ``Softmax`` layer expects: its backward pass skips the softmax Jacobian);
     with ``from_logits=True`` ``log p`` is the exact log-softmax of the guesses.
 
     Truths: an int array, a list of ints, or a list of strings mapped through
@@ -167,29 +206,27 @@ class SparseCategoricalCrossentropy(_Categorical):
         from_logits: bool = False,
         class_weights: ClassWeights = None,
     ):
-        self._labels = LabelScheme(self.name, names=names, missing_value=missing_value, neg_prefix=neg_prefix)
-        self.names = self._labels.names
-        self.missing_value = missing_value
-        self.neg_prefix = neg_prefix
+        labels = LabelScheme(
+            self.name, names=names, missing_value=missing_value, neg_prefix=neg_prefix, class_weights=class_weights
+        )
         self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
-        self._init_common(normalize=normalize, from_logits=from_logits, class_weights=class_weights, names=self.names)
-
-    def _set_names(self, names):
-        self._labels = LabelScheme(self.name, names=names, missing_value=self.missing_value, neg_prefix=self.neg_prefix)
-        self.names = self._labels.names
+        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
-        work, xp = self._guesses(guesses)
-        n, c = work.shape
+        batch = self._batch(guesses)
+        n, c = batch.work.shape
         check_smoothing_for(self.name, self.label_smoothing, c)
-        labels = self._labels.to_indices(truths, n, c, xp)
+        labels = self.labels.to_indices(truths, n, c, batch.xp, batch.checks)
+        weights = self._weights(batch, sample_weight)
+        span = batch.run()
         grad, losses = softmax_cross_entropy_with_integer_labels(
-            xp,
-            work,
+            batch.xp,
+            batch.work,
             labels.indices,
             from_logits=self.from_logits,
+            span=span,
             label_smoothing=self.label_smoothing,
-            weights=self._weights(xp, work, sample_weight),
+            weights=weights,
             missing=labels.missing,
             negative=labels.negative,
             divisor=divisor,
@@ -208,7 +245,8 @@ class CategoricalCrossentropy(_Categorical):
         grad =  (p_i - t_i) / n                       (w = 1)
         grad =  (p_i * sum_c w_c t_ic - w * t_i) / n  (class/sample weights)
 
-    The gradient is with respect to the logits (see the module docstring).
+    The gradient is with respect to the logits: ``guesses = softmax(logits)``, as
+    Thinc's ``Softmax`` layer expects (its backward pass skips the softmax Jacobian).
     ``missing_value`` (an int) masks the rows whose argmax equals it.
     ``label_smoothing`` ``e`` applies to one-hot rows only: ``1 - e`` on the
     hot column, ``e / (C - 1)`` elsewhere. ``names`` are optional: they let
@@ -257,20 +295,24 @@ class CategoricalCrossentropy(_Categorical):
         from_logits: bool = False,
         class_weights: ClassWeights = None,
     ):
-        self.names = check_names(self.name, names)
-        self.missing_value = check_missing_value(self.name, missing_value, allow_str=False)
+        labels = LabelScheme(
+            self.name, names=names, missing_value=missing_value, class_weights=class_weights, allow_str_missing=False
+        )
         self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
-        self._init_common(normalize=normalize, from_logits=from_logits, class_weights=class_weights, names=self.names)
+        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
-        work, xp = self._guesses(guesses)
-        target, missing = dense_target(self.name, xp, truths, work, self.missing_value, self.label_smoothing)
+        batch = self._batch(guesses)
+        target, missing = dense_target(self.name, batch, truths, self.labels, self.label_smoothing)
+        weights = self._weights(batch, sample_weight)
+        span = batch.run()
         grad, losses = softmax_cross_entropy(
-            xp,
-            work,
+            batch.xp,
+            batch.work,
             target,
             from_logits=self.from_logits,
-            weights=self._weights(xp, work, sample_weight),
+            span=span,
+            weights=weights,
             missing=missing,
             divisor=divisor,
             want_grad=want_grad,
@@ -278,34 +320,181 @@ class CategoricalCrossentropy(_Categorical):
         return restore_dtype(grad, guesses), losses
 
 
-def dense_target(name: str, xp, truths, guesses, missing_value, label_smoothing):
-    """Validate dense truths; return the (smoothed) target and the missing rows."""
-    if not is_array(truths) or truths.dtype.kind != "f":
-        kind = truths.dtype if is_array(truths) else type(truths).__name__
-        raise call_error(
-            name, "truths", f"must be a float array of target distributions, got {kind} "
-            "(for class labels use SparseCategoricalCrossentropy)", TypeError
+class CategoricalFocalCrossentropy(_Categorical):
+    """Focal loss (Lin et al., 2017) for softmax outputs.
+
+    Down-weights well-classified rows by ``(1 - p)^gamma``::
+
+        loss = -alpha * sum_i sum_c w_c * t_ic * (1 - p_ic)^gamma * log(p_ic) / n
+
+    With ``gamma = 0`` and ``alpha = 1`` this is the categorical
+    cross-entropy. The gradient is the exact derivative with respect to the
+    logits: ``(g - p * sum_c g_c) / n`` with
+    ``g_c = alpha w_c t_c (gamma (1-p_c)^(gamma-1) p_c log p_c - (1-p_c)^gamma)``
+    (``log p`` is ``log(p + 1e-9)`` for probability guesses). Truths: dense
+    target rows, or labels (ints or names) with the settings of
+    :class:`SparseCategoricalCrossentropy`. A negative label ``neg_prefix + y``
+    scores "not y" as ``-alpha w_y p_y^gamma log(1 - p_y)`` (gradient on
+    column y only). ``alpha`` is a scalar factor (Keras); per-class balancing
+    is ``class_weights``.
+
+    Shapes: guesses ``(N, C)`` probabilities (logits with ``from_logits``)
+    or a ``Ragged`` of them; truths ``(N, C)`` target distributions or ``N``
+    labels.
+
+    Args:
+        normalize: divide the loss and the gradient by N.
+        gamma: focusing parameter, >= 0 (0 gives the cross-entropy).
+        alpha: scalar factor on the whole loss, > 0.
+        names: column names; string labels are mapped through them.
+        missing_value: a label (int or str) whose rows are masked; None
+            masks ``None`` labels.
+        neg_prefix: prefix of negative labels ("not X"), e.g. "!".
+        label_smoothing: ``e`` in [0, (C-1)/C): ``1 - e`` on the label,
+            ``e / (C - 1)`` on every other class.
+        from_logits: the guesses are logits (softmax computed inside).
+        class_weights: a list indexed by class, or a dict name -> weight
+            (absent names weigh 1.0).
+
+    Example:
+        >>> import numpy
+        >>> loss_calc = CategoricalFocalCrossentropy(gamma=2.0)
+        >>> guesses = numpy.asarray([[0.9, 0.1], [0.5, 0.5]], dtype="f")
+        >>> round(loss_calc.get_loss(guesses, [0, 1]), 5)  # -(0.01 log 0.9 + 0.25 log 0.5) / 2
+        0.08717
+
+    Config::
+
+        [loss]
+        @losses = "CategoricalFocalCrossentropy.v1"
+        gamma = 2.0
+        class_weights = [1.0, 3.0]
+
+    References: Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object
+    Detection. ICCV 2017. https://arxiv.org/abs/1708.02002
+    """
+
+    name = "CategoricalFocalCrossentropy"
+
+    def __init__(
+        self,
+        *,
+        normalize: bool = True,
+        gamma: float = 2.0,
+        alpha: float = 1.0,
+        class_weights: ClassWeights = None,
+        names: Optional[Sequence[str]] = None,
+        missing_value: Optional[Union[int, str]] = None,
+        neg_prefix: Optional[str] = None,
+        label_smoothing: float = 0.0,
+        from_logits: bool = False,
+    ):
+        labels = LabelScheme(
+            self.name, names=names, missing_value=missing_value, neg_prefix=neg_prefix, class_weights=class_weights
         )
-    if tuple(truths.shape) != tuple(guesses.shape):
-        raise call_error(name, "truths", f"must have the guesses' shape {tuple(guesses.shape)}, got {tuple(truths.shape)}")
-    truths = xp.asarray(truths)
-    missing = None
-    checked = truths
-    if missing_value is not None and truths.size:
-        missing = xp.argmax(truths, axis=1) == missing_value
-        if bool(missing.any()):
-            checked = truths[~missing]
+        self.gamma = check_float(self.name, "gamma", gamma, low=0.0, high=math.inf, high_open=True)
+        self.alpha = check_float(self.name, "alpha", alpha, low=0.0, high=math.inf, low_open=True, high_open=True)
+        self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
+        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels)
+
+    def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
+        batch = self._batch(guesses)
+        work, xp = batch.work, batch.xp
+        n, c = work.shape
+        settings = dict(gamma=self.gamma, from_logits=self.from_logits, divisor=divisor, want_grad=want_grad)
+        negative = indices = None
+        if is_array(truths) and truths.dtype.kind == "f":
+            # Dense target rows: missing_value is an argmax (an int, or Thinc 9.1's string of one).
+            target, missing = dense_target(self.name, batch, truths, self.labels, self.label_smoothing)
         else:
-            missing = None
-    problem = distribution_problem(xp, checked)
-    if problem:
-        raise call_error(name, "truths", problem)
-    target = truths.astype(guesses.dtype, copy=False)
-    if label_smoothing:
-        n_classes = guesses.shape[1]
-        check_smoothing_for(name, label_smoothing, n_classes)
-        if checked.size and not bool(((checked == 0) | (checked == 1)).all()):
-            raise call_error(name, "label_smoothing", "applies to one-hot truth rows only; some rows are soft")
-        off = label_smoothing / (n_classes - 1)
-        target = target * (1.0 - label_smoothing - off) + off
-    return target, missing
+            check_smoothing_for(self.name, self.label_smoothing, c)
+            indices, missing, negative = self.labels.to_indices(truths, n, c, xp, batch.checks)
+            if not self.label_smoothing:  # one-hot targets: the O(N) kernel
+                weights = self._weights(batch, sample_weight, scale=self.alpha)
+                span = batch.run()
+                grad, losses = softmax_focal_cross_entropy_with_integer_labels(
+                    xp, work, indices, span=span, weights=weights, missing=missing, negative=negative, **settings
+                )
+                return restore_dtype(grad, guesses), losses
+        weights = self._weights(batch, sample_weight, scale=self.alpha)
+        span = batch.run()
+        if indices is not None:
+            off = self.label_smoothing / (c - 1)
+            target = xp.full((n, c), off, dtype=work.dtype)
+            target[xp.arange(n), indices] = 1.0 - self.label_smoothing
+            if negative is not None:
+                target[negative] = 0
+        grad, losses = softmax_focal_cross_entropy(
+            xp, work, target, span=span, weights=weights, missing=missing, negative=negative, labels=indices, **settings
+        )
+        return restore_dtype(grad, guesses), losses
+
+
+class KLDivergence(_Categorical):
+    """Kullback-Leibler divergence of softmax outputs from target distributions.
+
+    For knowledge distillation: ``q = softmax(z / T)`` with ``T = temperature``::
+
+        loss = T^2 * sum_i sum_c t_ic * (log t_ic - log q_ic) / n     (0 log 0 = 0)
+        grad = T * (q_i * sum_c t_ic - t_i) / n
+
+    The ``T^2`` factor (Hinton et al., 2015) keeps gradient magnitudes
+    independent of ``T``. The gradient is with respect to the logits ``z``:
+    the guesses themselves with ``from_logits=True``, else ``log p`` (for
+    ``T = 1``, ``q = p`` and ``log q = log(p + 1e-9)``). Equals PyTorch's
+    ``kl_div(log_q, t, reduction="sum") * T^2 / n``. The truths (teacher
+    distributions) are used as given.
+
+    Shapes: guesses ``(N, C)`` probabilities (logits with ``from_logits``);
+    truths ``(N, C)`` target distributions.
+
+    Args:
+        normalize: divide the loss and the gradient by N.
+        from_logits: the guesses are logits.
+        temperature: ``T`` > 0; the student's softmax is taken of ``z / T``.
+
+    Example:
+        >>> import numpy
+        >>> loss_calc = KLDivergence()
+        >>> guesses = numpy.asarray([[0.5, 0.5]], dtype="f")
+        >>> truths = numpy.asarray([[1.0, 0.0]], dtype="f")
+        >>> round(loss_calc.get_loss(guesses, truths), 5)  # log 2
+        0.69315
+
+    Config::
+
+        [loss]
+        @losses = "KLDivergence.v1"
+        from_logits = true
+        temperature = 2.0
+
+    References: Hinton, Vinyals, Dean. Distilling the Knowledge in a Neural
+    Network. 2015. https://arxiv.org/abs/1503.02531
+    """
+
+    name = "KLDivergence"
+    accepts_ragged = False
+
+    def __init__(self, *, normalize: bool = True, from_logits: bool = False, temperature: float = 1.0):
+        self.temperature = check_float(
+            self.name, "temperature", temperature, low=0.0, high=math.inf, low_open=True, high_open=True
+        )
+        self._init_common(normalize=normalize, from_logits=from_logits, labels=LabelScheme(self.name))
+
+    def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
+        batch = self._batch(guesses)
+        target, _ = dense_target(self.name, batch, truths, self.labels, 0.0)
+        weights = self._weights(batch, sample_weight)
+        span = batch.run()
+        grad, losses = kl_divergence(
+            batch.xp,
+            batch.work,
+            target,
+            from_logits=self.from_logits,
+            temperature=self.temperature,
+            span=span if self.from_logits else None,
+            weights=weights,
+            divisor=divisor,
+            want_grad=want_grad,
+        )
+        return restore_dtype(grad, guesses), losses

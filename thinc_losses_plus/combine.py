@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from thinc.loss import Loss
 from thinc.types import Ragged
 
-from ._base import Evaluation, LossCalculator
 from ._checks import call_error, check_float, setting_error
+from ._core import Evaluation, LossCalculator
 
 
 def scaled(tree: Any, factor: float) -> Any:

@@ -10,11 +10,12 @@ from typing import List, Optional, Sequence
 import numpy
 from thinc.backends import get_array_ops
 
-from ._base import Evaluation, LossCalculator, as_compute_dtype
-from ._checks import call_error, check_bool, check_finite, check_int, is_array, prepare_sample_weight
+from ._checks import call_error, check_bool, check_int
+from ._core import Evaluation, LossCalculator
+from ._inputs import as_compute_dtype, check_finite, is_array, prepare_sample_weight
 from .ctc_maths import NEG, ctc_forward_backward, ctc_tables, scatter_occupancy
 from .labels import check_names
-from .softmax import distribution_problem
+from .functional.softmax import distribution_problem
 
 
 class CTC(LossCalculator):

@@ -22,16 +22,16 @@ import numpy
 from thinc.backends import get_array_ops
 from thinc.types import Ragged
 
-from ._base import Evaluation, LossCalculator, as_compute_dtype, restore_dtype
-from ._checks import (
-    call_error,
-    check_bool,
+from ._checks import call_error, check_bool, check_float
+from ._core import Evaluation, LossCalculator
+from ._inputs import (
+    as_compute_dtype,
     check_finite,
-    check_float,
     check_same_shape,
     float_array,
     is_array,
     prepare_sample_weight,
+    restore_dtype,
 )
 
 Array = Any

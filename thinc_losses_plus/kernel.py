@@ -10,8 +10,9 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from thinc.backends import get_array_ops
 
-from ._base import LossCalculator, restore_dtype
 from ._checks import call_error, check_float, setting_error
+from ._core import LossCalculator
+from ._inputs import restore_dtype
 from .embedding import float_rows, row_scale
 
 Array = Any

@@ -10,8 +10,9 @@ from typing import Optional, Tuple
 import numpy
 from thinc.backends import get_array_ops
 
-from ._base import LossCalculator, as_compute_dtype, restore_dtype
-from ._checks import call_error, check_bool, check_float, float_array
+from ._checks import call_error, check_bool, check_float
+from ._core import LossCalculator
+from ._inputs import as_compute_dtype, float_array, restore_dtype
 from ._regression_inputs import (
     Array,
     Result,

@@ -13,7 +13,9 @@ from typing import Any, List, Optional, Union
 
 from thinc.backends import get_array_ops
 
-from ._base import LossCalculator, as_compute_dtype, restore_dtype
+from ._checks import call_error, check_choice, check_float, check_int
+from ._core import LossCalculator
+from ._inputs import as_compute_dtype, check_finite, float_array, prepare_sample_weight, restore_dtype
 from ._binary_inputs import (
     ElementwiseCalculator,
     combine_weights,
@@ -22,15 +24,6 @@ from ._binary_inputs import (
     host_flags,
     sigmoid_from_parts,
     softplus_parts,
-)
-from ._checks import (
-    call_error,
-    check_choice,
-    check_finite,
-    check_float,
-    check_int,
-    float_array,
-    prepare_sample_weight,
 )
 from .labels import ClassWeights, LabelScheme, check_class_weights, class_weight_list
 

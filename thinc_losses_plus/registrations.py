@@ -11,12 +11,10 @@ from typing import Any, Dict, List, Optional, Union
 from thinc.loss import Loss
 
 from .binary import BinaryCrossentropy, BinaryFocalCrossentropy
-from .categorical import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from .categorical import CategoricalCrossentropy, CategoricalFocalCrossentropy, KLDivergence, SparseCategoricalCrossentropy
 from .combine import WeightedSum
 from .ctc import CTC
-from .divergence import KLDivergence
 from .embedding import CosineDistance, CosineEmbedding
-from .focal import CategoricalFocalCrossentropy
 from .kernel import MaximumMeanDiscrepancy
 from .likelihood import GaussianNLL, PoissonNLL
 from .margin import Hinge, LogisticLoss, MultiMargin, SquaredHinge

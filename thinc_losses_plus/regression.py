@@ -20,8 +20,9 @@ import math
 import numpy
 from thinc.backends import get_array_ops
 
-from ._base import LossCalculator, restore_dtype
 from ._checks import check_float
+from ._core import LossCalculator
+from ._inputs import restore_dtype
 from ._regression_inputs import (
     Array,
     Result,

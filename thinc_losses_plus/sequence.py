@@ -2,11 +2,25 @@
 import copy
 from typing import Optional, Sequence, Union
 
-from thinc.backends import get_array_ops
+import numpy
 
-from ._base import LossCalculator
-from ._checks import call_error, check_bool, float_array, is_array, setting_error
-from .categorical import ClassWeights, CategoricalCrossentropy, SparseCategoricalCrossentropy
+from ._checks import call_error, check_bool, setting_error
+from ._core import Evaluation, LossCalculator
+from ._inputs import array_module, is_array, sequence_list
+from .categorical import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from .labels import ClassWeights, check_missing_value
+
+NAME = "SequenceCategoricalCrossentropy"
+
+
+# The per-sequence scorers: the flat calculators under this calculator's name,
+# so that every error they raise names the calculator the user configured.
+class _SequenceLabels(SparseCategoricalCrossentropy):
+    name = NAME
+
+
+class _SequenceTargets(CategoricalCrossentropy):
+    name = NAME
 
 
 class SequenceCategoricalCrossentropy(LossCalculator):
@@ -21,10 +35,12 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         grads = [grad_i / n for each sequence]   (n = number of sequences if normalize, else 1)
         loss  = sum_i loss_i                     (the unnormalised sum, as Thinc's design)
 
-    The gradient is with respect to the logits (see the module docstring).
+    The gradient is with respect to the logits (``guesses = softmax(logits)``, as
+    Thinc's ``Softmax`` layer expects).
     ``[]`` gives ``([], 0.0)``. ``get_loss_per_example`` returns one (T_i,)
     array of row losses per sequence. ``sample_weight`` is None or a list with
-    one weight array per sequence.
+    one weight array per sequence (``(T_i,)``, ``(T_i, 1)`` or ``(T_i, C)``).
+    Errors name this calculator, whichever inner calculator finds them.
 
     Shapes: guesses a list of ``(T_i, C)`` arrays; truths a list of ``T_i``
     labels (``sparse``) or of ``(T_i, C)`` distributions per sequence.
@@ -60,7 +76,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         neg_prefix = "!"
     """
 
-    name = "SequenceCategoricalCrossentropy"
+    name = NAME
     softmax_family = True
 
     def __init__(
@@ -79,87 +95,96 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         self.sparse = check_bool(self.name, "sparse", sparse)
         settings = dict(label_smoothing=label_smoothing, from_logits=from_logits, class_weights=class_weights)
         if self.sparse:
-            inner = SparseCategoricalCrossentropy(
+            self.scorer = _SequenceLabels(
                 normalize=False, names=names, missing_value=missing_value, neg_prefix=neg_prefix, **settings
             )
         else:
             if neg_prefix is not None:
                 raise setting_error(self.name, "neg_prefix", "applies to label truths only (sparse=True)")
-            if isinstance(missing_value, str):
-                raise setting_error(self.name, "missing_value", "must be an int (an argmax) when sparse=False", TypeError)
-            inner = CategoricalCrossentropy(normalize=False, names=names, missing_value=missing_value, **settings)
-        inner.name = self.name  # errors name the calculator the user configured
-        self._inner = inner
+            # Dense truths: an argmax, given as an int or (Thinc 9.1) as the string of one.
+            missing_value = check_missing_value(self.name, missing_value, allow_str=False)
+            self.scorer = _SequenceTargets(normalize=False, names=names, missing_value=missing_value, **settings)
 
-    def __getattr__(self, attr):
-        # names, missing_value, label_smoothing, ... are the inner calculator's settings
-        if attr.startswith("_"):
-            raise AttributeError(attr)
-        return getattr(self._inner, attr)
+    # The settings, as configured, are the scorer's.
+    names = property(lambda self: self.scorer.names)
+    missing_value = property(lambda self: self.scorer.missing_value)
+    neg_prefix = property(lambda self: self.scorer.neg_prefix)
+    class_weights = property(lambda self: self.scorer.class_weights)
+    label_smoothing = property(lambda self: self.scorer.label_smoothing)
+    from_logits = property(lambda self: self.scorer.from_logits)
 
     def with_names(self, names: Sequence[str]) -> "SequenceCategoricalCrossentropy":
         """A copy of this calculator with ``names`` set (for spaCy components)."""
         clone = copy.copy(self)
-        clone._inner = self._inner.with_names(names)
+        clone.scorer = self.scorer.with_names(names)
         return clone
 
     def count_examples(self, guesses) -> int:
-        return len(guesses)
+        return len(sequence_list(self.name, guesses))
 
-    def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
-        if not isinstance(guesses, (list, tuple)):
-            raise call_error(self.name, "guesses", f"must be a list of 2d arrays, got {type(guesses).__name__}", TypeError)
+    def evaluate(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
+        """Score the concatenated sequences once; the loss is the unnormalised sum (divisor 1)."""
+        guesses = sequence_list(self.name, guesses, what="(T, C) arrays, one per sequence")
         if not isinstance(truths, (list, tuple)):
             raise call_error(self.name, "truths", f"must be a list (one entry per sequence), got {type(truths).__name__}", TypeError)
         if len(guesses) != len(truths):
             raise call_error(self.name, "truths", f"has {len(truths)} sequences but the guesses have {len(guesses)}")
-        if sample_weight is not None and (not isinstance(sample_weight, (list, tuple)) or len(sample_weight) != len(guesses)):
-            raise call_error(self.name, "sample_weight", "must be None or a list with one array per sequence")
         if not guesses:
-            return [], []
-        for g in guesses:
-            float_array(self.name, "guesses", g, ndim=2)
-        xp = get_array_ops(guesses[0]).xp
+            return Evaluation([] if want_grad else None, [], 1)
+        xp = array_module(guesses[0])
         lengths = [int(g.shape[0]) for g in guesses]
         batch = xp.concatenate(guesses) if len(guesses) > 1 else guesses[0]
         flat_truths = _concatenate_truths(self.name, xp, truths, lengths, self.sparse)
-        flat_weight = None
-        if sample_weight is not None:
-            flat_weight = xp.concatenate(
-                [xp.asarray(w, dtype=batch.dtype).reshape(length, -1) for w, length in zip(sample_weight, lengths)]
-            )
-        grad, losses = self._inner.compute(
+        flat_weight = _concatenate_weights(self.name, xp, sample_weight, lengths, batch)
+        divisor = len(guesses) if self.normalize else 1
+        grad, losses = self.scorer.compute(
             batch, flat_truths, sample_weight=flat_weight, divisor=divisor, want_grad=want_grad
         )
-        ends = list(_cumsum(lengths))
-        per_sequence = [losses[start:end] for start, end in zip([0] + ends[:-1], ends)]
+        bounds = numpy.cumsum([0] + lengths).tolist()
+        per_sequence = [losses[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
         grads = None
         if grad is not None:
-            grads = [grad[start:end] for start, end in zip([0] + ends[:-1], ends)]
-        return grads, per_sequence
-
-    def _reduce(self, result) -> float:
-        # The loss is the sum of the per-sequence unnormalised losses.
-        return float(sum(float(losses.sum(dtype="float64")) for losses in result.per_example))
-
-
-def _cumsum(values):
-    total = 0
-    for v in values:
-        total += v
-        yield total
+            grads = [grad[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+        return Evaluation(grads, per_sequence, 1)
 
 
 def _concatenate_truths(name, xp, truths, lengths, sparse):
-    flat = []
     for i, (t, length) in enumerate(zip(truths, lengths)):
-        size = t.shape[0] if is_array(t) else len(t) if isinstance(t, (list, tuple)) else None
+        size = t.shape[0] if is_array(t) and t.ndim else len(t) if isinstance(t, (list, tuple)) else None
         if size is None:
             raise call_error(name, "truths", f"sequence {i} must be an array or a list, got {type(t).__name__}", TypeError)
         if size != length:
             raise call_error(name, "truths", f"sequence {i} has {size} entries but its guesses have {length} rows")
-    if not sparse or all(is_array(t) for t in truths):
+    if all(is_array(t) for t in truths):
+        kinds = {t.dtype.kind for t in truths}
+        if len(kinds) > 1 or (not sparse and len({t.ndim for t in truths}) > 1):
+            raise call_error(name, "truths", f"mixes arrays of different kinds ({sorted(str(t.dtype) for t in truths)})", TypeError)
         return xp.concatenate([xp.asarray(t) for t in truths]) if len(truths) > 1 else truths[0]
+    if not sparse:
+        raise call_error(name, "truths", "must be (T_i, C) arrays of target distributions when sparse=False", TypeError)
+    flat = []
     for t in truths:
         flat.extend(t.tolist() if is_array(t) else t)
     return flat
+
+
+def _concatenate_weights(name, xp, sample_weight, lengths, batch):
+    if sample_weight is None:
+        return None
+    if not isinstance(sample_weight, (list, tuple)) or len(sample_weight) != len(lengths):
+        raise call_error(name, "sample_weight", f"must be None or a list with one array per sequence ({len(lengths)})", TypeError)
+    width = batch.shape[1]
+    parts = []
+    for i, (w, length) in enumerate(zip(sample_weight, lengths)):
+        w = xp.asarray(w, dtype=batch.dtype)
+        if w.shape in ((length,), (length, 1)):
+            w = w.reshape(length, 1)
+        elif w.shape != (length, width):
+            raise call_error(
+                name, "sample_weight",
+                f"sequence {i} must have shape ({length},), ({length}, 1) or ({length}, {width}), got {tuple(w.shape)}",
+            )
+        parts.append(w)
+    if any(p.shape[1] != 1 for p in parts):  # some per element: all per element
+        parts = [xp.broadcast_to(p, (p.shape[0], width)) for p in parts]
+    return xp.concatenate(parts)

@@ -9,8 +9,8 @@ from typing import Any, Optional, Tuple
 
 from thinc.backends import get_array_ops
 
-from ._base import LossCalculator
 from ._checks import call_error, check_bool, check_float
+from ._core import LossCalculator
 from .embedding import guess_tuple, row_norm, row_scale, weigh_tuple_result
 
 Array = Any

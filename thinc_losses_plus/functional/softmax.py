@@ -1,10 +1,13 @@
 """Maths of the softmax family: plain functions, no settings, no truth parsing.
 
-Every function takes the array module ``xp`` of its inputs and returns the
-gradient (already divided by ``divisor``, or ``None`` when ``want_grad`` is
+Every function takes the array module ``xp`` of its inputs first (as Thinc's
+``ops``), then the guesses and the targets, then keyword-only settings, and
+returns the gradient (already divided by ``divisor``, or ``None`` when ``want_grad`` is
 false) together with the unnormalised loss of each row. Guesses are either
 probabilities ``p`` (rows of a softmax) or, with ``from_logits``, the logits
-``z``; in both cases the gradient is taken with respect to the logits:
+``z``; in both cases the gradient is taken with respect to the logits
+(``span``, the range ``max(z) - min(z)`` of logits known to the caller,
+lets the softmax use one shift for the whole batch):
 
     dL/dz_j = p_j * S - w_j * t_j,     S = sum_c w_c * t_c
 
@@ -44,19 +47,19 @@ def row_sums(xp, x):
 SAFE_RANGE = {4: 80.0, 8: 700.0}
 
 
-def softmax_and_lse(xp, logits, *, scale: float = 1.0):
+def softmax_and_lse(xp, logits, *, scale: float = 1.0, span: Optional[float] = None):
     """Return ``(softmax(z) * scale, logsumexp(z))`` row-wise; the softmax is a fresh array.
 
     Any per-row shift gives the same softmax. When the whole batch spans
-    less than ``SAFE_RANGE`` one global shift (the batch max) is exact
-    enough and avoids numpy's slow per-row max over short rows; otherwise
-    each row is shifted by its own max.
+    (``span = max(z) - min(z)``, known to the caller from its checks) less
+    than ``SAFE_RANGE``, one global shift (the batch max) is exact enough
+    and avoids numpy's slow per-row max over short rows; otherwise, or when
+    ``span`` is None, each row is shifted by its own max.
     """
     if logits.size == 0:
         return xp.zeros(logits.shape, dtype=logits.dtype), xp.zeros(logits.shape[:1], dtype=logits.dtype)
-    z_max, z_min = logits.max(), logits.min()
-    if float(z_max - z_min) < SAFE_RANGE[logits.dtype.itemsize]:
-        shift = z_max
+    if span is not None and span < SAFE_RANGE[logits.dtype.itemsize]:
+        shift = logits.max()
     else:
         shift = logits.max(axis=1, keepdims=True)
     probs = xp.subtract(logits, shift)
@@ -117,6 +120,7 @@ def softmax_cross_entropy_with_integer_labels(
     labels,
     *,
     from_logits: bool = False,
+    span: Optional[float] = None,
     label_smoothing: float = 0.0,
     weights=None,
     missing=None,
@@ -145,7 +149,7 @@ def softmax_cross_entropy_with_integer_labels(
         # The softmax buffer becomes the gradient; on the unweighted path the
         # division by n is folded into its normalisation.
         scale = 1.0 / divisor if (want_grad and elem_w is None) else 1.0
-        probs, lse = softmax_and_lse(xp, guesses, scale=scale)
+        probs, lse = softmax_and_lse(xp, guesses, scale=scale, span=span)
     # Flat indices i * C + y_i of the labelled entries (made after the softmax,
     # whose temporaries then no longer coexist with them: peak memory).
     flat = xp.arange(0, n * c, c)
@@ -247,6 +251,7 @@ def softmax_cross_entropy(
     target,
     *,
     from_logits: bool = False,
+    span: Optional[float] = None,
     weights=None,
     missing=None,
     divisor: float = 1,
@@ -259,7 +264,7 @@ def softmax_cross_entropy(
     """
     row_w, elem_w = split_weights(weights)
     if from_logits:
-        probs, lse = softmax_and_lse(xp, guesses)
+        probs, lse = softmax_and_lse(xp, guesses, span=span)
     else:
         probs, lse = guesses, None
     losses = -rowwise_target_log_sum(xp, guesses, target, elem_w, lse=lse)
@@ -284,6 +289,7 @@ def softmax_focal_cross_entropy(
     *,
     gamma: float,
     from_logits: bool = False,
+    span: Optional[float] = None,
     weights=None,
     missing=None,
     negative=None,
@@ -301,7 +307,7 @@ def softmax_focal_cross_entropy(
     """
     n, c = guesses.shape
     if from_logits:
-        probs, lse = softmax_and_lse(xp, guesses)
+        probs, lse = softmax_and_lse(xp, guesses, span=span)
         log_p = guesses - lse[:, None]
     else:
         probs = guesses
@@ -342,6 +348,7 @@ def softmax_focal_cross_entropy_with_integer_labels(
     *,
     gamma: float,
     from_logits: bool = False,
+    span: Optional[float] = None,
     weights=None,
     missing=None,
     negative=None,
@@ -358,7 +365,7 @@ def softmax_focal_cross_entropy_with_integer_labels(
     n, c = guesses.shape
     rows = xp.arange(n)
     if from_logits:
-        probs, lse = softmax_and_lse(xp, guesses)
+        probs, lse = softmax_and_lse(xp, guesses, span=span)
         log_p_y = guesses[rows, labels] - lse
     else:
         probs = guesses
@@ -405,6 +412,7 @@ def kl_divergence(
     *,
     from_logits: bool = False,
     temperature: float = 1.0,
+    span: Optional[float] = None,
     weights=None,
     divisor: float = 1,
     want_grad: bool = True,
@@ -419,7 +427,7 @@ def kl_divergence(
     t_log_t = xp.where(t_pos, target * xp.log(xp.where(t_pos, target, 1.0)), 0.0)
     if from_logits or temperature != 1.0:
         scaled = guesses / temperature if from_logits else xp.log(guesses + EPS) / temperature
-        q, lse = softmax_and_lse(xp, scaled)
+        q, lse = softmax_and_lse(xp, scaled, span=span)
         log_q = scaled - lse[:, None]
     else:
         q, log_q = guesses, xp.log(guesses + EPS)
@@ -438,21 +446,29 @@ def kl_divergence(
     return grad, losses
 
 
-def distribution_problem(xp, x, *, atol: Optional[float] = None) -> Optional[str]:
-    """None if every row of ``x`` lies in [0, 1] and sums to 1, else the problem.
+def distribution_tolerance(n_classes: int, dtype) -> float:
+    """``1e-5 + C * eps(dtype)``: the rounding a softmax of C columns can accumulate."""
+    return 1e-5 + n_classes * float(numpy.finfo(dtype).eps)
 
-    Two reductions (min, row sums); NaN and inf fail them too and are then
-    diagnosed. The tolerance on the sums is ``1e-5 + C * eps(dtype)``: the
-    rounding a softmax of C columns can accumulate.
+
+def check_distributions(checks, arg: str, x, *, hint: str = "", dtype=None) -> None:
+    """Register with ``checks``: every row of ``x`` lies in [0, 1] and sums to 1.
+
+    Two reductions (the min and the row sums, a BLAS mat-vec); NaN and inf
+    fail them too and are told apart only after a failure. ``dtype``: the
+    dtype the rows were produced in (float16 rows are checked in float32).
     """
     if x.size == 0:
-        return None
-    n, c = x.shape
-    if atol is None:
-        atol = 1e-5 + c * float(numpy.finfo(x.dtype).eps)
+        return
+    xp = checks.xp
     sums = row_sums(xp, x)
-    if bool((x.min() >= 0) & (xp.abs(sums - 1.0) <= atol).all()):
-        return None
+    atol = distribution_tolerance(x.shape[1], x.dtype if dtype is None else dtype)  # the input's own rounding
+    ok = (x.min() >= 0) & (xp.abs(sums - 1.0).max() <= atol)
+    checks.fail_if(~ok, arg, lambda: distribution_problem(xp, x, sums) + hint)
+
+
+def distribution_problem(xp, x, sums) -> str:
+    """What is wrong with rows known to fail :func:`check_distributions`."""
     if not bool(xp.isfinite(sums).all()):
         return "contains NaN or infinite values"
     if bool(x.min() < 0) or bool(x.max() > 1):

@@ -1,0 +1,199 @@
+"""The base every calculator derives from, its public result, and the reductions.
+
+A calculator is a thin class: its ``__init__`` validates and stores
+keyword-only settings; one plain maths function computes the gradient and
+the per-example losses *together*. The base class turns that into Thinc's
+``Loss`` API:
+
+* ``__call__(guesses, truths, *, sample_weight=None) -> (grad, loss)``
+* ``get_grad``, ``get_loss`` and ``get_loss_per_example`` (same keyword),
+
+all four through one public hook, :meth:`LossCalculator.evaluate`, which
+returns an :class:`Evaluation`: the gradient (already divided), the
+unnormalised per-example losses and the divisor of each example. The
+reported loss is always ``sum_i per_example[i] / divisor[i]``, reduced in
+float64 with a single device-to-host transfer.
+
+Most calculators implement only :meth:`LossCalculator.compute`; the base
+counts the examples (rows, or sequences of a ``Ragged``), derives the
+divisor from ``normalize`` and wraps a ``Ragged`` gradient. A calculator
+whose divisors depend on the truths (CTC divides each sequence by its label
+length, ``CosineDistance`` with ``ignore_zeros`` counts the non-zero rows)
+or whose examples are not rows (sequence losses, weighted sums) implements
+:meth:`LossCalculator.evaluate` itself and states its divisors in the result.
+"""
+from typing import Any, ClassVar, NamedTuple, Optional, Tuple
+
+import numpy
+from thinc.backends import get_array_ops
+from thinc.loss import Loss
+from thinc.types import Ragged
+
+from ._checks import call_error, check_bool
+
+
+class Evaluation(NamedTuple):
+    """What one evaluation of a calculator produces.
+
+    ``grad``: the gradient in the guesses' container, already divided by the
+    divisors (``None`` when it was not asked for). ``per_example``: the
+    unnormalised loss of each example, an ``(N,)`` array (or, for sequence
+    losses, a list of arrays). ``divisor``: a number, a 0-d device array, or
+    an ``(N,)`` device array with one divisor per example.
+    """
+
+    grad: Any
+    per_example: Any
+    divisor: Any = 1
+
+    def loss(self) -> float:
+        """``sum_i per_example[i] / divisor[i]`` as a Python float (one transfer)."""
+        return reduce_loss(self.per_example, self.divisor)
+
+
+def reduce_loss(per_example: Any, divisor: Any = 1) -> float:
+    """Sum per-example losses in float64 and divide; ``0.0`` for no examples."""
+    if isinstance(per_example, list):
+        if not per_example:
+            return 0.0
+        xp = get_array_ops(per_example[0]).xp
+        per_example = xp.concatenate([p.reshape(-1) for p in per_example])
+    if per_example.size == 0:
+        return 0.0
+    if isinstance(divisor, (int, float)):
+        return float(per_example.sum(dtype=numpy.float64)) / divisor
+    if divisor.ndim == 0:
+        return float(per_example.sum(dtype=numpy.float64) / divisor)
+    return float((per_example.astype(numpy.float64) / divisor).sum())
+
+
+class LossCalculator(Loss):
+    """The base of every calculator: settings, the Loss API, normalisation.
+
+    To write a calculator, set ``name`` (every error message names it) and
+    implement :meth:`compute` (or, for divisors of your own,
+    :meth:`evaluate`). Set ``accepts_ragged = True`` to take ``Ragged``
+    guesses, whose examples (for ``normalize``) are the sequences, and
+    ``softmax_family = True`` when, given probabilities, the gradient is
+    taken with respect to the logits (what Thinc's ``Softmax`` layer expects).
+    """
+
+    name: ClassVar[str] = "LossCalculator"
+    accepts_ragged: ClassVar[bool] = False
+    #: Scores softmax outputs; given probabilities, the gradient is w.r.t. the logits.
+    softmax_family: ClassVar[bool] = False
+
+    def __init__(self, *, normalize: bool = True):
+        self.normalize = check_bool(self.name, "normalize", normalize)
+
+    # The Loss API ------------------------------------------------------
+
+    def __call__(self, guesses, truths, *, sample_weight=None) -> Tuple[Any, float]:
+        """Return ``(gradient, loss)``, computed in one pass."""
+        result = self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=True)
+        return result.grad, result.loss()
+
+    def get_grad(self, guesses, truths, *, sample_weight=None):
+        """Return the gradient (the class docstring says with respect to what)."""
+        return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=True).grad
+
+    def get_loss(self, guesses, truths, *, sample_weight=None) -> float:
+        """Return the loss as a Python float."""
+        return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=False).loss()
+
+    def get_loss_per_example(self, guesses, truths, *, sample_weight=None):
+        """Return the unnormalised loss of each example, shape ``(N,)``."""
+        return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=False).per_example
+
+    # The hooks ----------------------------------------------------------
+
+    def evaluate(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
+        """Gradient, per-example losses and divisors of one batch.
+
+        The default counts the examples (:meth:`count_examples`, or the
+        sequences of a ``Ragged``), divides by their number when
+        ``normalize``, and calls :meth:`compute`.
+        """
+        lengths = None
+        if isinstance(guesses, Ragged):
+            if not self.accepts_ragged:
+                raise call_error(self.name, "guesses", "must not be a Ragged", TypeError)
+            lengths, n = ragged_lengths(self.name, guesses), len(guesses.lengths)
+            guesses = guesses.dataXd
+        else:
+            n = self.count_examples(guesses)
+        divisor = n if (self.normalize and n > 0) else 1
+        grad, per_example = self.compute(
+            guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad
+        )
+        if lengths is not None and grad is not None:
+            grad = Ragged(grad, lengths)
+        return Evaluation(grad, per_example, divisor)
+
+    def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
+        """Return ``(grad / divisor or None, per_example_losses)``."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither compute nor evaluate")
+
+    def count_examples(self, guesses) -> int:
+        """The N that ``normalize`` divides by: rows of the guesses by default."""
+        first = guesses[0] if isinstance(guesses, tuple) and guesses else guesses
+        shape = getattr(first, "shape", None)
+        if shape is None:
+            if not hasattr(first, "__len__"):
+                raise call_error(self.name, "guesses", f"must be an array, got {type(first).__name__}", TypeError)
+            return len(first)
+        if len(shape) == 0:
+            raise call_error(self.name, "guesses", "must have one row per example, got a 0-d array")
+        return int(shape[0])
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({settings})"
+
+
+def ragged_lengths(name: str, ragged: Ragged):
+    """The lengths of a ``Ragged``, refusing lengths that do not add up to its rows."""
+    lengths = ragged.lengths
+    data = ragged.dataXd
+    host = lengths.get() if hasattr(lengths, "get") else numpy.asarray(lengths)
+    if host.dtype.kind not in "iu" or host.ndim != 1:
+        raise call_error(name, "guesses", f"is a Ragged whose lengths are not a 1-d int array ({host.dtype}, shape {host.shape})", TypeError)
+    n_rows = int(data.shape[0]) if getattr(data, "ndim", 0) else 0
+    if (host < 0).any() or int(host.sum()) != n_rows:
+        raise call_error(
+            name, "guesses", f"is a Ragged whose lengths add up to {int(host.sum())}, but its data has {n_rows} rows"
+        )
+    return lengths
+
+
+# Reductions shared by the elementwise families -----------------------------
+
+
+def scale_grad(grad, weights, divisor: float):
+    """Weight an elementwise gradient and divide it by ``divisor``, in place."""
+    if weights is not None:
+        grad *= weights
+    if divisor != 1:
+        grad /= divisor
+    return grad
+
+
+def row_sum(x, weights=None):
+    """Per-example ``sum(x * weights)`` over the columns of a row (2-d), or the
+    value itself (1-d), without an ``(N, C)`` temporary. ``weights``: None,
+    ``x``'s shape, or one per row (``(N, 1)`` or ``(N,)``)."""
+    xp = get_array_ops(x).xp
+    if x.ndim == 1:
+        return x if weights is None else x * weights.reshape(x.shape)
+    if weights is None:
+        return xp.einsum("ij->i", x)
+    if weights.shape == x.shape:
+        return xp.einsum("ij,ij->i", x, weights)
+    return xp.einsum("ij->i", x) * weights.reshape(-1)
+
+
+def elementwise_result(loss, grad: Optional[Any], weights, divisor: float):
+    """``(grad * weights / divisor, row sums of loss * weights)`` for an elementwise loss."""
+    if grad is not None:
+        grad = scale_grad(grad, weights, divisor)
+    return grad, row_sum(loss, weights)
