@@ -8,7 +8,7 @@ import pytest
 from thinc.api import Config, registry
 
 from thinc_losses_plus import cli
-from thinc_losses_plus.docs import Listing, build_listing, config_snippet, describe, list_losses
+from thinc_losses_plus.catalog import Listing, build_listing, config_snippet, describe, list_losses
 from thinc_losses_plus.entry_points import DISTRIBUTION, THINC_BUILTIN_LOSSES, loss_entry_points, loss_names
 
 DATA = Path(__file__).parent / "data" / "upgrade"
@@ -71,7 +71,7 @@ def test_info_for_every_registered_name(name, capsys):
     arg_lines = {line.split()[0]: line for line in out.split("\nArguments:\n")[1].split("\n\n")[0].splitlines()}
     assert list(arg_lines) == [arg.name for arg in info.arguments]
     for arg in info.arguments:
-        default = "(required)" if arg.required else f"= {cli.docs.config_value(arg.default)}"
+        default = "(required)" if arg.required else f"= {cli.catalog.config_value(arg.default)}"
         assert f"  {arg.type}  " in arg_lines[arg.name] and default in arg_lines[arg.name], arg.name
     snippet = out.split("\nConfig:\n")[1].strip()
     assert snippet == config_snippet(info)

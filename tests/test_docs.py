@@ -1,6 +1,6 @@
 """The docs follow the code: names and arguments come from the entry points.
 
-``docs/api.md`` is generated (``python -m thinc_losses_plus.docs``); these
+``docs/api.md`` is generated (``python -m thinc_losses_plus.apidocs``); these
 tests fail when it is stale, when a registered name or argument is missing
 from it, when it documents one that does not exist, when a page names a loss
 nobody registers, or when a docstring's example does not run or resolve.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from thinc.api import Config, registry
 
-from thinc_losses_plus import docs
+from thinc_losses_plus import apidocs, catalog
 from thinc_losses_plus.entry_points import THINC_BUILTIN_LOSSES, loss_entry_points, loss_names
 from thinc_losses_plus.upgrade import RULES, upgrade_config, upgrade_targets
 
@@ -42,8 +42,8 @@ def registered_arguments():
 
 
 def test_api_reference_is_current():
-    assert API.exists(), "run: python -m thinc_losses_plus.docs"
-    assert API.read_text(encoding="utf8") == docs.render_api(ROOT), "stale: run python -m thinc_losses_plus.docs"
+    assert API.exists(), "run: python -m thinc_losses_plus.apidocs"
+    assert API.read_text(encoding="utf8") == apidocs.render_api(ROOT), "stale: run python -m thinc_losses_plus.apidocs"
 
 
 def test_api_reference_documents_exactly_the_registered_names_and_arguments():
@@ -55,7 +55,7 @@ def test_api_reference_documents_exactly_the_registered_names_and_arguments():
 
 
 def test_documented_arguments_parser_catches_a_missing_and_an_extra_argument():
-    text = docs.render_api(ROOT)
+    text = apidocs.render_api(ROOT)
     name = loss_names()[0]
     first = registered_arguments()[name][0]
     broken = text.replace(f"| `{first}` |", "| `not_an_argument` |", 1)
@@ -110,7 +110,7 @@ def test_versioning_page_example_output_is_real():
 
 @pytest.mark.parametrize("name", loss_names())
 def test_every_loss_documents_shapes_gradient_arguments_and_examples(name):
-    info = docs.describe(name)
+    info = catalog.describe(name)
     assert info.calculator is not None, f"{name}: annotate the factory's return type"
     assert "Shapes" in info.doc.sections, f"{info.calculator.__name__}: add a 'Shapes: guesses ...; truths ...' paragraph"
     assert "respect to" in info.gradient, f"{info.calculator.__name__}: say what the gradient is taken with respect to"
@@ -121,13 +121,13 @@ def test_every_loss_documents_shapes_gradient_arguments_and_examples(name):
 
 @pytest.mark.parametrize("name", loss_names())
 def test_config_snippets_resolve(name):
-    info = docs.describe(name)
+    info = catalog.describe(name)
     examples = [info.doc.sections["Config"]] if "Config" in info.doc.sections else []
     path = ROOT / "configs" / "losses" / f"{name}.cfg"
     if path.exists():
         examples.append(path.read_text(encoding="utf8"))
     if not any(a.required for a in info.arguments):
-        examples.append(docs.config_snippet(info))
+        examples.append(catalog.config_snippet(info))
     assert examples, f"{name}: no config example (docstring 'Config::' or configs/losses/{name}.cfg)"
     for text in examples:
         loss = registry.resolve(Config().from_str(text))["loss"]
@@ -136,7 +136,7 @@ def test_config_snippets_resolve(name):
 
 @pytest.mark.parametrize("name", loss_names())
 def test_docstring_examples_run(name):
-    calculator = docs.describe(name).calculator
+    calculator = catalog.describe(name).calculator
     finder = doctest.DocTestFinder(recurse=False)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     module = inspect.getmodule(calculator)
@@ -148,15 +148,15 @@ def test_docstring_examples_run(name):
 
 
 def test_default_snippet_matches_signature():
-    info = docs.describe("CategoricalCrossentropy.v3")  # a Thinc name works too
-    snippet = docs.config_snippet(info)
+    info = catalog.describe("CategoricalCrossentropy.v3")  # a Thinc name works too
+    snippet = catalog.config_snippet(info)
     assert snippet.splitlines()[:2] == ["[loss]", '@losses = "CategoricalCrossentropy.v3"']
     assert "neg_prefix = null" in snippet and "label_smoothing = 0.0" in snippet
     assert registry.resolve(Config().from_str(snippet))["loss"].label_smoothing == 0.0
 
 
 def test_parse_docstring_sections():
-    doc = docs.parse_docstring(
+    doc = catalog.parse_docstring(
         """Summary that goes
         on.
 
@@ -190,7 +190,7 @@ def test_parse_docstring_sections():
     assert doc.args == {"a": "first.", "b": "second, continued."}
     assert doc.sections["Example"] == ">>> 1 + 1\n2"
     assert doc.sections["Config"] == '[loss]\n@losses = "X.v1"'
-    assert docs.rst_to_markdown(doc.description) == "Formula:\n\n```text\nloss = x\n```"
+    assert apidocs.rst_to_markdown(doc.description) == "Formula:\n\n```text\nloss = x\n```"
 
 
 # The benchmark chart ---------------------------------------------------------

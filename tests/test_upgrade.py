@@ -13,7 +13,7 @@ import numpy
 import pytest
 from thinc.api import Config, registry
 
-from thinc_losses_plus.docs import newer_versions
+from thinc_losses_plus.catalog import newer_versions
 from thinc_losses_plus.entry_points import THINC_BUILTIN_LOSSES, loss_names
 from thinc_losses_plus.upgrade import (
     RULES,

@@ -1,8 +1,8 @@
 """``thinc-losses`` / ``python -m thinc_losses_plus``: a thin command line.
 
 Each command formats what a plain, tested function returns:
-``list`` -> :func:`thinc_losses_plus.docs.list_losses`, ``info`` ->
-:func:`thinc_losses_plus.docs.describe`, ``upgrade`` ->
+``list`` -> :func:`thinc_losses_plus.catalog.list_losses`, ``info`` ->
+:func:`thinc_losses_plus.catalog.describe`, ``upgrade`` ->
 :func:`thinc_losses_plus.upgrade.upgrade_config` and
 :func:`~thinc_losses_plus.upgrade.verify_upgrade`. argparse (standard library)
 rather than typer: Thinc alone does not install typer, and the CLI must work
@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional, TextIO
 
-from . import docs, upgrade
+from . import catalog, upgrade
 
 EXIT_OK, EXIT_UPGRADABLE, EXIT_ERROR = 0, 1, 2
 
 
-def format_listing(rows: List[docs.Listing]) -> str:
+def format_listing(rows: List[catalog.Listing]) -> str:
     """The ``list`` table: name, provider, and a warning for shadowed names."""
     width = max([len("name")] + [len(r.name) for r in rows])
     pwidth = max([len("provided by")] + [len(r.provider) for r in rows])
@@ -36,7 +36,7 @@ def format_listing(rows: List[docs.Listing]) -> str:
         if row.name in upgrade.RULES:
             notes.append(f"upgrade: {' or '.join(upgrade.upgrade_targets(row.name))}")
         else:
-            newer = docs.newer_versions(row.name, names)
+            newer = catalog.newer_versions(row.name, names)
             if newer:
                 notes.append(f"newer: {newer[-1]}")
         out.append(f"{row.name:<{width}}  {row.provider:<{pwidth}}  {'; '.join(notes)}".rstrip())
@@ -49,7 +49,7 @@ def format_listing(rows: List[docs.Listing]) -> str:
     return "\n".join(out)
 
 
-def format_info(info: docs.LossInfo) -> str:
+def format_info(info: catalog.LossInfo) -> str:
     """The ``info NAME`` text: arguments, gradient convention, formula, config."""
     out = [f"{info.name}  (provided by {info.provider}; factory {info.factory})"]
     if info.class_path:
@@ -65,7 +65,7 @@ def format_info(info: docs.LossInfo) -> str:
     width = max([0] + [len(a.name) for a in info.arguments])
     twidth = max([0] + [len(a.type) for a in info.arguments])
     for arg in info.arguments:
-        default = "(required)" if arg.required else f"= {docs.config_value(arg.default)}"
+        default = "(required)" if arg.required else f"= {catalog.config_value(arg.default)}"
         line = f"  {arg.name:<{width}}  {arg.type:<{twidth}}  {default}"
         out.append(f"{line}  {arg.description}".rstrip() if arg.description else line)
     if not info.arguments:
@@ -78,7 +78,7 @@ def format_info(info: docs.LossInfo) -> str:
             out += [f"  - {note}" for note in notes]
     if "Config" in info.doc.sections:
         out += ["", "Config example:", info.doc.sections["Config"]]
-    out += ["", "Config:", docs.config_snippet(info)]
+    out += ["", "Config:", catalog.config_snippet(info)]
     return "\n".join(out)
 
 
@@ -159,11 +159,11 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     options = make_parser().parse_args(argv)
     if options.command == "list":
-        print(format_listing(docs.list_losses()))
+        print(format_listing(catalog.list_losses()))
         return EXIT_OK
     if options.command == "info":
         try:
-            info = docs.describe(options.name)
+            info = catalog.describe(options.name)
         except KeyError as err:
             print(err.args[0], file=sys.stderr)
             return EXIT_ERROR

@@ -344,7 +344,7 @@ def plan_step(name: str, args: Dict[str, Any], truths: Optional[str], known: Opt
 
 def registered_loss_names() -> set:
     """Every name Thinc's ``registry.losses`` can resolve (entry points included)."""
-    from .docs import list_losses
+    from .catalog import list_losses
 
     return {row.name for row in list_losses()}
 

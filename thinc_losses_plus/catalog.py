@@ -1,11 +1,10 @@
-"""What the registry knows about each loss, for ``list``, ``info`` and the docs.
+"""The catalogue: what the registry knows about each loss, for ``list``, ``info`` and the docs.
 
 Everything here is read, never typed twice: the names from the entry points
 (and Thinc's registry), the arguments from each factory's signature, and the
 prose (formula, shapes, gradient convention, Args, Example, Config,
 References) from the class docstring of the calculator the factory returns.
-``python -m thinc_losses_plus.docs`` writes ``docs/api.md``; a test fails
-when the checked-in file differs from what this module generates.
+:mod:`thinc_losses_plus.apidocs` renders it as ``docs/api.md``.
 
 Example:
     >>> info = describe("L2Distance.v1")
@@ -24,10 +23,9 @@ import sys
 import typing
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .entry_points import DISTRIBUTION, LOSSES_GROUP, THINC_BUILTIN_LOSSES, loss_entry_points
+from .entry_points import DISTRIBUTION, LOSSES_GROUP, loss_entry_points
 
 #: Google-style docstring sections this module reads. A header alone on its
 #: line ("Args:", "Config::") opens an indented block; "Shapes: ..." and
@@ -35,7 +33,7 @@ from .entry_points import DISTRIBUTION, LOSSES_GROUP, THINC_BUILTIN_LOSSES, loss
 SECTIONS = ("Shapes", "Gradient", "Args", "Example", "Examples", "Config", "References", "Returns", "Note")
 _HEADER = re.compile(r"^(?P<name>%s)::?(?:\s+(?P<rest>\S.*))?$" % "|".join(SECTIONS))
 _VERSION = re.compile(r"^(?P<base>.+)\.v(?P<n>\d+)$")
-_DEFAULT_LOSS_TEXT = (
+DEFAULT_LOSS_TEXT = (
     "a Python `float` from `__call__` and `get_loss`; `get_loss_per_example` gives the "
     "unnormalised loss of each example"
 )
@@ -154,35 +152,13 @@ def _parse_args(block: str) -> Dict[str, str]:
     return args
 
 
-def rst_to_markdown(text: str) -> str:
-    """Double backticks and ``::`` literal blocks of a docstring as Markdown."""
-    out: List[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.rstrip().endswith("::") and not line.strip().startswith(">>>"):
-            head = line.rstrip()[:-2].rstrip()
-            out.append(_inline(head) + (":" if head else ""))
-            i += 1
-            block: List[str] = []
-            while i < len(lines) and (not lines[i].strip() or lines[i][:1].isspace()):
-                block.append(lines[i])
-                i += 1
-            out += ["", "```text", inspect.cleandoc("\n".join(block)), "```", ""]
-            continue
-        out.append(_inline(line))
-        i += 1
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
-
-
-def _inline(text: str) -> str:
+def inline_markdown(text: str) -> str:
     text = re.sub(r":(?:class|func|meth|mod|attr):`~?([^`]+)`", r"`\1`", text)
     return text.replace("``", "`")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(_inline(text).split()).replace("|", "\\|")
+def one_line(text: str) -> str:
+    return " ".join(inline_markdown(text).split()).replace("|", "\\|")
 
 
 # What a registered name is -------------------------------------------------
@@ -300,7 +276,7 @@ def describe(name: str) -> LossInfo:
             p.name,
             format_annotation(hints.get(p.name, p.annotation)),
             p.default,
-            _one_line(doc.args.get(p.name, "")),
+            one_line(doc.args.get(p.name, "")),
         )
         for p in signature.parameters.values()
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -404,109 +380,3 @@ def newer_versions(name: str, names: Iterable[str]) -> List[str]:
 
 
 # docs/api.md ---------------------------------------------------------------
-
-
-def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    return out
-
-
-def render_loss(info: LossInfo, example_config: Optional[str] = None) -> str:
-    """The API reference section of one registered name (Markdown)."""
-    doc = info.doc
-    out = [f"## `{info.name}`", "", _inline(doc.summary), ""]
-    shapes = doc.sections.get("Shapes", "")
-    out += _markdown_table(
-        ["", ""],
-        [
-            ["Calculator", f"`{info.class_path}`"],
-            ["Factory", f"`{info.factory}`"],
-            ["Guesses / truths", _one_line(shapes) or "see below"],
-            ["Gradient", _one_line(info.gradient)],
-            ["Loss", _DEFAULT_LOSS_TEXT],
-        ],
-    )
-    if doc.description:
-        out += ["", rst_to_markdown(doc.description)]
-    out += ["", "**Arguments**", ""]
-    rows = [
-        [f"`{a.name}`", f"`{a.type}`", "required" if a.required else f"`{config_value(a.default)}`", a.description]
-        for a in info.arguments
-    ]
-    out += _markdown_table(["Argument", "Type", "Default", "Description"], rows)
-    if "Example" in doc.sections:
-        out += ["", "**Python**", "", "```pycon", doc.sections["Example"], "```"]
-    out += ["", "**Config** (every argument at its default)", "", "```ini", config_snippet(info), "```"]
-    example_config = example_config or doc.sections.get("Config")
-    if example_config:
-        out += ["", "**Config example**", "", "```ini", example_config.strip(), "```"]
-    if "References" in doc.sections:
-        out += ["", "**References**: " + _one_line(doc.sections["References"])]
-    return "\n".join(out)
-
-
-def render_api(root: Optional[Path] = None) -> str:
-    """``docs/api.md``: one section per name this package registers."""
-    infos = [describe(name) for name in loss_entry_points()]
-    out = [
-        "# API reference",
-        "",
-        "<!-- Generated by `python -m thinc_losses_plus.docs` from the entry points, the",
-        "factories' signatures and the class docstrings. Do not edit by hand. -->",
-        "",
-        "Every name below is registered in Thinc's `registry.losses` (shared by spaCy)",
-        "through the `thinc_losses` entry points of `thinc-losses-plus`: after",
-        "`pip install thinc-losses-plus` a config resolves it with no import.",
-        "Gradients are described as in Thinc: softmax-family gradients are taken",
-        "with respect to the logits (what Thinc's `Softmax` layer expects). Thinc's",
-        "own names (" + ", ".join(f"`{n}`" for n in THINC_BUILTIN_LOSSES) + ") are",
-        "never replaced; see [versioning.md](versioning.md) to upgrade configs pinned to them.",
-        "",
-    ]
-    out += _markdown_table(
-        ["Name", "Calculator", "Summary"],
-        [[f"[`{i.name}`](#{_anchor(i.name)})", f"`{i.class_path}`", _one_line(i.doc.summary)] for i in infos],
-    )
-    for info in infos:
-        example = None
-        if root is not None:
-            path = root / "configs" / "losses" / f"{info.name}.cfg"
-            if path.exists():
-                example = path.read_text(encoding="utf8")
-        out += ["", render_loss(info, example)]
-    return "\n".join(out) + "\n"
-
-
-def _anchor(name: str) -> str:
-    return re.sub(r"[^a-z0-9 -]", "", name.lower()).replace(" ", "-")
-
-
-def repository_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m thinc_losses_plus.docs [--check]``: write or check docs/api.md."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m thinc_losses_plus.docs", description=main.__doc__)
-    parser.add_argument("--root", type=Path, default=repository_root(), help="repository root")
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/api.md is stale, write nothing")
-    options = parser.parse_args(argv)
-    path = options.root / "docs" / "api.md"
-    text = render_api(options.root)
-    current = path.read_text(encoding="utf8") if path.exists() else None
-    if options.check:
-        if current != text:
-            print(f"{path} is stale: run python -m thinc_losses_plus.docs", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf8")
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
