@@ -39,47 +39,42 @@ WRT_LOGITS = "logits"  # softmax family given probabilities: d/dlogits
 WRT_GUESSES = "guesses"  # everything else: d/dguesses
 
 _KINDS = {
-    "thinc.layers.softmax": SOFTMAX,
-    "thinc.layers.softmax_activation": SOFTMAX_ACTIVATION,
-    "thinc.layers.logistic": LOGISTIC,
-    "thinc.layers.sigmoid": LOGISTIC,
-    "thinc.layers.sigmoid_activation": LOGISTIC,
+    "softmax": SOFTMAX,
+    "softmax_activation": SOFTMAX_ACTIVATION,
+    "logistic": LOGISTIC,
+    "sigmoid": LOGISTIC,
+    "sigmoid_activation": LOGISTIC,
 }
 # One-layer wrappers whose output is their layer's output (possibly moved
-# between devices or re-shaped into a list/padded/ragged container).
-_WRAPPERS = {
-    "thinc.layers.with_array",
-    "thinc.layers.with_array2d",
-    "thinc.layers.with_cpu",
-    "thinc.layers.with_list",
-    "thinc.layers.with_padded",
-    "thinc.layers.with_ragged",
-    "thinc.layers.with_flatten",
-    "thinc.layers.with_flatten_v2",
-    "thinc.layers.resizable",
-}
+# between devices or re-shaped into a list/padded/ragged container). Thinc
+# names them "<wrapper>(<layer name>)".
+_WRAPPERS = ("with_array", "with_cpu", "with_list", "with_padded", "with_ragged", "with_flatten", "resizable")
 
 
 def find_output_layer(model: Model) -> Model:
     """The layer that produces ``model``'s output: the last of each chain,
-    looking through one-layer wrappers such as ``with_array`` and ``with_cpu``."""
+    looking through one-layer wrappers such as ``with_array`` and ``with_cpu``.
+
+    Layers are recognised by their public ``name``, as Thinc builds it: a
+    chain is named ``"a>>b"`` after its layers, a wrapper ``"with_array(a)"``.
+    """
     layer = model
     while True:
-        module = getattr(layer._func, "__module__", "")
-        if module in _KINDS:
+        name = layer.name
+        sublayers = layer.layers
+        if name in _KINDS:
             return layer
-        if module == "thinc.layers.chain" and layer.layers:
-            layer = layer.layers[-1]
-        elif module in _WRAPPERS and len(layer.layers) == 1:
-            layer = layer.layers[0]
+        if len(sublayers) > 1 and name == ">>".join(sub.name for sub in sublayers):
+            layer = sublayers[-1]
+        elif len(sublayers) == 1 and any(name == f"{wrapper}({sublayers[0].name})" for wrapper in _WRAPPERS):
+            layer = sublayers[0]
         else:
             return layer
 
 
 def output_kind(model: Model) -> str:
     """``SOFTMAX``, ``SOFTMAX_ACTIVATION``, ``LOGISTIC`` or ``OTHER`` for a model's output layer."""
-    layer = find_output_layer(model)
-    return _KINDS.get(getattr(layer._func, "__module__", ""), OTHER)
+    return _KINDS.get(find_output_layer(model).name, OTHER)
 
 
 def is_softmax_family(loss) -> bool:

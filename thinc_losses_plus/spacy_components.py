@@ -72,12 +72,12 @@ class TextCategorizerWithLoss(_TextcatLoss, TextCategorizer):
     factory_name = "textcat_with_loss"
 
     def __init__(self, vocab, model, name="textcat", *, threshold: float, scorer=None, loss: Loss):
-        TextCategorizer.__init__(self, vocab, model, name, threshold=threshold, scorer=scorer)
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._init_loss(loss)
 
     def initialize(self, get_examples, *, nlp=None, labels=None, positive_label=None):
         self._check_loss()
-        TextCategorizer.initialize(self, get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
+        super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
         self._bound_loss()
 
 
@@ -87,12 +87,12 @@ class MultiLabelTextCategorizerWithLoss(_TextcatLoss, MultiLabel_TextCategorizer
     factory_name = "textcat_multilabel_with_loss"
 
     def __init__(self, vocab, model, name="textcat_multilabel", *, threshold: float, scorer=None, loss: Loss):
-        MultiLabel_TextCategorizer.__init__(self, vocab, model, name, threshold=threshold, scorer=scorer)
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self._init_loss(loss)
 
     def initialize(self, get_examples, *, nlp=None, labels=None):
         self._check_loss()
-        MultiLabel_TextCategorizer.initialize(self, get_examples, nlp=nlp, labels=labels)
+        super().initialize(get_examples, nlp=nlp, labels=labels)
         self._bound_loss()
 
 
@@ -116,8 +116,7 @@ class TaggerWithLoss(_TokenLoss, Tagger):
         label_smoothing=0.0,
         loss: Loss
     ):
-        Tagger.__init__(
-            self,
+        super().__init__(
             vocab,
             model,
             name,
@@ -131,7 +130,7 @@ class TaggerWithLoss(_TokenLoss, Tagger):
 
     def initialize(self, get_examples, *, nlp=None, labels=None):
         self._check_loss()
-        Tagger.initialize(self, get_examples, nlp=nlp, labels=labels)
+        super().initialize(get_examples, nlp=nlp, labels=labels)
         self._bound_loss()
 
     def _token_truths(self, examples):
@@ -145,12 +144,12 @@ class SentenceRecognizerWithLoss(_TokenLoss, SentenceRecognizer):
     factory_name = "senter_with_loss"
 
     def __init__(self, vocab, model, name="senter", *, overwrite=False, scorer=None, loss: Loss):
-        SentenceRecognizer.__init__(self, vocab, model, name, overwrite=overwrite, scorer=scorer)
+        super().__init__(vocab, model, name, overwrite=overwrite, scorer=scorer)
         self._init_loss(loss)
 
     def initialize(self, get_examples, *, nlp=None):
         self._check_loss()
-        SentenceRecognizer.initialize(self, get_examples, nlp=nlp)
+        super().initialize(get_examples, nlp=nlp)
         self._bound_loss()
 
     def _token_truths(self, examples):
@@ -178,14 +177,14 @@ class MorphologizerWithLoss(_TokenLoss, Morphologizer):
         scorer=None,
         loss: Loss
     ):
-        Morphologizer.__init__(
-            self, vocab, model, name, overwrite=overwrite, extend=extend, label_smoothing=label_smoothing, scorer=scorer
+        super().__init__(
+            vocab, model, name, overwrite=overwrite, extend=extend, label_smoothing=label_smoothing, scorer=scorer
         )
         self._init_loss(forward_settings(loss, self.factory_name, {"label_smoothing": (label_smoothing, 0.0)}))
 
     def initialize(self, get_examples, *, nlp=None, labels=None):
         self._check_loss()
-        Morphologizer.initialize(self, get_examples, nlp=nlp, labels=labels)
+        super().initialize(get_examples, nlp=nlp, labels=labels)
         self._bound_loss()
 
     def _token_truths(self, examples):

@@ -9,7 +9,6 @@ into its parts, each called and converted on its own, so that parts with
 different gradient conventions can be mixed.
 """
 
-import copy
 import inspect
 from typing import List, Optional
 
@@ -37,20 +36,19 @@ def loss_label(loss) -> str:
 
 
 def bind_names(loss, labels: List[str]):
-    """A copy of ``loss`` that knows the component's labels (or ``loss`` itself if it has no names)."""
+    """A copy of ``loss`` that knows the component's labels (or ``loss`` itself if it has no names).
+
+    This package's calculators have ``with_names``; Thinc's own categorical
+    losses are rebuilt through their constructor with the same settings.
+    """
     if hasattr(loss, "with_names"):
         return loss.with_names(list(labels))
-    if isinstance(loss, thinc_loss.SequenceCategoricalCrossentropy):
-        clone = copy.copy(loss)
-        clone.cc = bind_names(loss.cc, labels)
-        return clone
-    if isinstance(loss, thinc_loss.CategoricalCrossentropy):
-        if loss.names and list(loss.names) != list(labels):
-            raise ValueError(f"its names {list(loss.names)} differ from the component's labels {list(labels)}")
-        clone = copy.copy(loss)
-        clone.names = list(labels)
-        clone._name_to_i = {name: i for i, name in enumerate(labels)}
-        return clone
+    if isinstance(loss, (thinc_loss.SequenceCategoricalCrossentropy, thinc_loss.CategoricalCrossentropy)):
+        names = _setting(loss, "names")
+        if names and list(names) != list(labels):
+            raise ValueError(f"its names {list(names)} differ from the component's labels {list(labels)}")
+        settings = {arg: _setting(loss, arg) for arg in ("normalize", "missing_value", "neg_prefix", "label_smoothing")}
+        return type(loss)(names=list(labels), **settings)
     return loss
 
 
