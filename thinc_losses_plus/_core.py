@@ -22,6 +22,7 @@ length, ``CosineDistance`` with ``ignore_zeros`` counts the non-zero rows)
 or whose examples are not rows (sequence losses, weighted sums) implements
 :meth:`LossCalculator.evaluate` itself and states its divisors in the result.
 """
+import inspect
 from typing import Any, ClassVar, NamedTuple, Optional, Tuple
 
 import numpy
@@ -147,7 +148,11 @@ class LossCalculator(Loss):
         return int(shape[0])
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        """The class and its settings, as the constructor takes them."""
+        params = inspect.signature(type(self).__init__).parameters
+        settings = ", ".join(
+            f"{k}={getattr(self, k)!r}" for k, p in params.items() if p.kind is p.KEYWORD_ONLY and hasattr(self, k)
+        )
         return f"{type(self).__name__}({settings})"
 
 
