@@ -11,11 +11,22 @@ import thinc.loss
 import torch
 import torch.nn.functional as F
 from thinc.api import Config, registry
+from thinc.backends import get_array_ops
 from thinc.config import ConfigValidationError
 from thinc.types import Ragged
 
 from conftest import to_numpy
-from thinc_losses_plus import CosineDistance, CosineEmbedding, MaximumMeanDiscrepancy, TripletMargin, WeightedSum
+from thinc_losses_plus import (
+    CTC,
+    CosineDistance,
+    CosineEmbedding,
+    LossCalculator,
+    MaximumMeanDiscrepancy,
+    SequenceCategoricalCrossentropy,
+    TripletMargin,
+    WeightedSum,
+)
+from thinc_losses_plus._core import Evaluation
 from thinc_losses_plus.combine import add_into, scaled
 
 CONFIG = """
@@ -283,3 +294,120 @@ def test_config_validation_refuses_wrong_types():
         registry.resolve({"loss": {**base, "margin": 1.0}})
     with pytest.raises(ConfigValidationError):  # losses is required
         registry.resolve({"loss": {"@losses": "WeightedSum.v1"}})
+
+
+# The public evaluate hook (regressions) ------------------------------------------
+
+
+class RowHalves(LossCalculator):
+    """A user's calculator implementing only the public hook, with one divisor per example."""
+
+    name = "RowHalves"
+
+    def evaluate(self, guesses, truths, *, sample_weight=None, want_grad=True):
+        xp = get_array_ops(guesses).xp
+        per_example = 0.5 * ((guesses - truths) ** 2).sum(axis=1)
+        divisor = xp.arange(1.0, guesses.shape[0] + 1.0)  # example i divided by i + 1
+        if sample_weight is not None:
+            per_example = per_example * sample_weight
+        grad = None
+        if want_grad:
+            grad = (guesses - truths) / divisor[:, None]
+            if sample_weight is not None:
+                grad = grad * sample_weight[:, None]
+        return Evaluation(grad, per_example, divisor)
+
+
+class PlainLoss(thinc.loss.Loss):
+    """A user's Thinc Loss: no evaluate, no sample_weight, no per-example losses."""
+
+    def __call__(self, guesses, truths):
+        return self.get_grad(guesses, truths), self.get_loss(guesses, truths)
+
+    def get_grad(self, guesses, truths):
+        return 2.0 * (guesses - truths)
+
+    def get_loss(self, guesses, truths):
+        return float(((guesses - truths) ** 2).sum())
+
+
+def test_sub_losses_are_evaluated_through_the_public_hook(xp):
+    g, t = (xp.asarray(v) for v in data(seed=20))
+    loss_calc = WeightedSum(losses={"h": RowHalves(), "ce": RowHalves()}, weights={"h": 2.0, "ce": 0.5})
+    result = loss_calc.evaluate(g, t)
+    per = to_numpy(0.5 * ((g - t) ** 2).sum(axis=1))
+    shares = 2.5 * per / numpy.arange(1.0, 7.0)
+    numpy.testing.assert_allclose(to_numpy(result.per_example), shares, rtol=1e-14)
+    grad, loss = loss_calc(g, t)
+    assert result.loss() == pytest.approx(loss, rel=1e-14)
+    assert loss_calc.get_loss_per_example(g, t).shape == (6,)
+    numpy.testing.assert_allclose(to_numpy(result.grad), to_numpy(grad), rtol=1e-15)
+    assert loss_calc.evaluate(g, t, want_grad=False).grad is None
+    # sample_weight reaches the sub-loss's hook.
+    w = xp.asarray(numpy.linspace(0.0, 1.0, 6))
+    weighted = loss_calc.evaluate(g, t, sample_weight=w)
+    numpy.testing.assert_allclose(to_numpy(weighted.per_example), shares * to_numpy(w), rtol=1e-14)
+
+
+def test_weighted_ctc_losses_with_per_sequence_divisors(xp):
+    """CTC's divisors are per sequence ((N,) arrays): shares, loss and list gradients agree."""
+    rng = numpy.random.default_rng(21)
+    guesses = [xp.asarray(rng.normal(size=(t, 4))) for t in (3, 6, 5)]
+    truths = [[1, 2], [3], []]
+    mean, total = CTC(from_logits=True), CTC(from_logits=True, normalize=False)
+    loss_calc = WeightedSum(losses={"mean": mean, "sum": total}, weights={"mean": 3.0, "sum": 0.25})
+    grads, loss = loss_calc(guesses, truths)
+    (mean_grads, mean_loss), (sum_grads, sum_loss) = mean(guesses, truths), total(guesses, truths)
+    assert isinstance(grads, list) and loss == pytest.approx(3.0 * mean_loss + 0.25 * sum_loss, rel=1e-14)
+    for got, a, b in zip(grads, mean_grads, sum_grads, strict=True):
+        numpy.testing.assert_allclose(to_numpy(got), 3.0 * to_numpy(a) + 0.25 * to_numpy(b), rtol=1e-14)
+    per_example = to_numpy(loss_calc.get_loss_per_example(guesses, truths))
+    raw = to_numpy(total.get_loss_per_example(guesses, truths))
+    numpy.testing.assert_allclose(per_example, 3.0 * raw / (numpy.asarray([2, 1, 1]) * 3) + 0.25 * raw, rtol=1e-14)
+    assert per_example.sum() == pytest.approx(loss, rel=1e-12)
+    # normalize divides the sum by the number of sequences once more.
+    grads_n, loss_n = WeightedSum(losses={"sum": total}, normalize=True)(guesses, truths)
+    assert loss_n == pytest.approx(sum_loss / 3, rel=1e-14)
+
+
+def test_sequence_losses_give_per_sequence_shares(xp):
+    rng = numpy.random.default_rng(22)
+    guesses = [xp.asarray(rng.dirichlet(numpy.ones(3), size=t)) for t in (2, 4)]
+    truths = [[0, 2], [1, 1, 0, 2]]
+    seq = SequenceCategoricalCrossentropy()
+    loss_calc = WeightedSum(losses={"seq": seq}, weights={"seq": 0.5})
+    shares = loss_calc.get_loss_per_example(guesses, truths)
+    assert isinstance(shares, list) and [s.shape for s in shares] == [(2,), (4,)]
+    assert sum(float(s.sum()) for s in shares) == pytest.approx(loss_calc.get_loss(guesses, truths), rel=1e-12)
+
+
+def test_thinc_and_user_losses_without_evaluate_keep_working(xp):
+    g, t = (xp.asarray(v) for v in data(seed=23))
+    loss_calc = WeightedSum(losses={"plain": PlainLoss(), "mine": RowHalves()}, weights={"plain": 0.5})
+    grad, loss = loss_calc(g, t)
+    mine_grad, mine_loss = RowHalves()(g, t)
+    assert loss == pytest.approx(0.5 * PlainLoss().get_loss(g, t) + mine_loss, rel=1e-14)
+    numpy.testing.assert_allclose(to_numpy(grad), to_numpy((g - t) + mine_grad), rtol=1e-14)
+    numpy.testing.assert_array_equal(to_numpy(loss_calc.get_grad(g, t)), to_numpy(grad))
+    assert loss_calc.get_loss(g, t) == loss
+    with pytest.raises(TypeError, match=r"WeightedSum: 'losses' entry 'plain' \(PlainLoss\) has no per-example losses"):
+        loss_calc.evaluate(g, t)
+
+
+def test_errors_name_the_configured_calculator(xp):
+    class MultiTask(WeightedSum):
+        name = "MultiTask"
+
+    g = xp.ones((2, 3))
+    loss_calc = MultiTask(losses={"a": RowHalves(), "b": PlainLoss()})
+    with pytest.raises(ValueError, match=r"Cannot calculate MultiTask: 'guesses' is a dict without entries"):
+        loss_calc({"a": g}, g)
+    class ListLoss(PlainLoss):
+        def get_grad(self, guesses, truths):
+            return [super().get_grad(guesses, truths)]
+
+    shapes = MultiTask(losses={"a": PlainLoss(), "listed": ListLoss()})
+    with pytest.raises(TypeError, match=r"Cannot calculate MultiTask: 'guesses' are shared, but loss 'listed' gives"):
+        shapes(g, g)
+    with pytest.raises(TypeError, match=r"Cannot calculate MultiTask: 'losses' entry 'b'"):
+        loss_calc.get_loss_per_example(g, g)

@@ -412,3 +412,189 @@ def test_bad_sample_weight(xp):
 def test_bad_settings(settings_, error, match):
     with pytest.raises(error, match="Cannot create CTC: " + match):
         CTC(**settings_)
+
+
+# The public hook, the input and label layers (regressions) ------------------------
+
+
+def test_evaluate_states_the_per_sequence_divisors(xp):
+    logits, labels = batch(seed=14, n=5)
+    guesses = as_guesses(xp, logits, True)
+    loss_calc = CTC(from_logits=True)
+    result = loss_calc.evaluate(guesses, labels)
+    expected = numpy.asarray([max(len(s), 1) * 5.0 for s in labels])
+    numpy.testing.assert_array_equal(to_numpy(result.divisor), expected)
+    grads, loss = loss_calc(guesses, labels)
+    assert result.loss() == loss
+    assert all(numpy.array_equal(to_numpy(a), to_numpy(b)) for a, b in zip(result.grad, grads))
+    plain = CTC(from_logits=True, normalize=False).evaluate(guesses, labels, want_grad=False)
+    assert plain.grad is None and plain.divisor == 1
+    numpy.testing.assert_array_equal(to_numpy(plain.per_example), to_numpy(result.per_example))
+
+
+def test_str_subclass_labels_are_labels_like_str(xp):
+    """numpy.str_ (what iterating a numpy array of strings gives) was refused."""
+    logits, labels = batch(seed=15, n=4, c=4)
+    names = ["<b>", "x", "y", "z"]
+    guesses = as_guesses(xp, logits, True)
+    loss_calc = CTC(from_logits=True, names=names)
+    as_str = [[names[c] for c in seq] for seq in labels]
+    as_numpy_str = [list(numpy.asarray(seq, dtype="U3")) if seq else [] for seq in as_str]
+    assert any(type(label) is numpy.str_ for seq in as_numpy_str for label in seq)
+    mixed = [[numpy.str_(label) if k % 2 else label for k, label in enumerate(seq)] for seq in as_str]
+    expected_grads, expected = loss_calc(guesses, as_str)
+    for truths in (as_numpy_str, mixed):
+        grads, loss = loss_calc(guesses, truths)
+        assert loss == expected
+        assert all(numpy.array_equal(to_numpy(a), to_numpy(b)) for a, b in zip(grads, expected_grads))
+    with pytest.raises(ValueError, match="Cannot calculate CTC: 'truths' sequence 0 contains unknown label 'q'"):
+        loss_calc(guesses, [[numpy.str_("q")]] + as_str[1:])
+
+
+def layouts(xp, x):
+    """The same values in other memory layouts: Fortran, a slice, negative strides, read-only, broadcast."""
+    fortran = xp.asfortranarray(x)
+    wide = xp.zeros((x.shape[0], 2 * x.shape[1]), dtype=x.dtype)
+    wide[:, ::2] = x
+    flipped = xp.ascontiguousarray(x[::-1, ::-1])[::-1, ::-1]
+    out = {"fortran": fortran, "slice": wide[:, ::2], "negative strides": flipped}
+    if xp is numpy:
+        frozen = x.copy()
+        frozen.flags.writeable = False
+        out["read-only"] = frozen
+    return out
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_every_layout_gives_the_bits_of_a_contiguous_copy(xp, from_logits, dtype):
+    logits, labels = batch(seed=16, n=4, c=5)
+    guesses = as_guesses(xp, logits, from_logits, dtype)
+    loss_calc = CTC(from_logits=from_logits)
+    expected_grads, expected = loss_calc(guesses, labels)
+    for kind in layouts(xp, guesses[0]):
+        other = [layouts(xp, g)[kind] for g in guesses]
+        before = [to_numpy(g).copy() for g in other]
+        grads, loss = loss_calc(other, labels)
+        assert loss == expected, kind
+        assert all(numpy.array_equal(to_numpy(a), to_numpy(b)) for a, b in zip(grads, expected_grads)), kind
+        assert all(numpy.array_equal(to_numpy(g), b) for g, b in zip(other, before)), kind  # not mutated
+    # A broadcast view (every step the same distribution): read-only, zero strides.
+    row = guesses[0][:1]
+    broadcast = xp.broadcast_to(row, (6, row.shape[1]))
+    grads, loss = loss_calc([broadcast], [[1, 2]])
+    expected_grads, expected = loss_calc([xp.ascontiguousarray(broadcast)], [[1, 2]])
+    assert loss == expected and numpy.array_equal(to_numpy(grads[0]), to_numpy(expected_grads[0]))
+
+
+def test_label_arrays_are_not_mutated_and_may_be_read_only():
+    logits, labels = batch(seed=17, n=3)
+    truths = [numpy.asarray(seq, dtype="int64") for seq in labels]
+    for t in truths:
+        t.flags.writeable = False
+    before = [t.copy() for t in truths]
+    grads, loss = CTC(from_logits=True)(logits, truths)
+    assert loss == CTC(from_logits=True)(logits, labels)[1]
+    assert all(numpy.array_equal(a, b) for a, b in zip(truths, before))
+
+
+def test_mixed_dtypes_and_array_types_are_refused_naming_ctc(xp):
+    g = good(xp)
+    with pytest.raises(TypeError, match=r"Cannot calculate CTC: 'guesses' sequence 1 is a \w+ of float32, sequence 0 a \w+ of float64"):
+        CTC()([g[0], g[1].astype("float32")], [[1], [2]])
+    with pytest.raises(TypeError, match=r"Cannot calculate CTC: 'guesses' sequence 1 is a \w+ of float16"):
+        CTC(from_logits=True)([g[0], g[1].astype("float16")], [[1], [2]])
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_value_checks_are_one_transfer(monkeypatch, xp, from_logits):
+    """Guesses and sample_weight checks fold into one Checks.run() (one device-to-host transfer)."""
+    from thinc_losses_plus import _inputs
+
+    runs = []
+    original = _inputs.Checks.run
+
+    def counting(self):
+        runs.append(len(self._flags) + len(self._values))
+        return original(self)
+
+    monkeypatch.setattr(_inputs.Checks, "run", counting)
+    logits, labels = batch(seed=18, n=4)
+    guesses = as_guesses(xp, logits, from_logits)
+    CTC(from_logits=from_logits)(guesses, labels, sample_weight=xp.asarray([1.0, 0.5, 2.0, 0.0]))
+    assert len(runs) == 1 and runs[0] >= 3  # the guesses' check(s) and both sample_weight checks
+    runs.clear()
+    CTC(from_logits=from_logits).get_loss(guesses, labels)
+    assert len(runs) == 1
+
+
+def test_sample_weight_problems_are_found_by_the_one_check(xp):
+    g, truths = good(xp), [[1], [2]]
+    with pytest.raises(ValueError, match=r"Cannot calculate CTC: 'sample_weight' contains NaN or infinite values"):
+        CTC()(g, truths, sample_weight=xp.asarray([1.0, numpy.nan]))
+    with pytest.raises(TypeError, match=r"Cannot calculate CTC: 'sample_weight' must hold numbers"):
+        CTC()(g, truths, sample_weight=numpy.asarray(["a", "b"]))
+    with pytest.raises(ValueError, match=r"Cannot calculate CTC: 'sample_weight' must have shape"):
+        CTC()([], [], sample_weight=numpy.ones((1,)))
+
+
+def test_subclass_errors_name_the_configured_calculator():
+    class SpeechCTC(CTC):
+        name = "SpeechCTC"
+
+    with pytest.raises(ValueError, match="Cannot calculate SpeechCTC: 'truths' sequence 0 contains label 9"):
+        SpeechCTC()(good(numpy), [[9], [1]])
+    with pytest.raises(ValueError, match="Cannot calculate SpeechCTC: 'guesses' rows must sum to 1"):
+        SpeechCTC()([g * 0.5 for g in good(numpy)], [[1], [1]])
+    with pytest.raises(TypeError, match="Cannot calculate SpeechCTC: 'guesses' sequence 1 is a"):
+        SpeechCTC()([good(numpy)[0], good(numpy)[1].astype("float32")], [[1], [1]])
+
+
+def test_functional_ctc_loss():
+    """The maths on its own: an input it may not overwrite is left alone; infeasible rows are inf with gradient 0."""
+    from thinc_losses_plus.functional.ctc import ctc_loss, ctc_min_steps
+
+    y = numpy.asarray([[0.6, 0.4], [0.3, 0.7]])
+    before = y.copy()
+    labels = [numpy.asarray([1]), numpy.asarray([1, 1])]
+    assert ctc_min_steps(labels).tolist() == [1, 3]
+    grad, losses = ctc_loss(numpy, numpy.concatenate([y, y]), labels, [2, 2])
+    assert numpy.array_equal(y, before)
+    assert losses[0] == pytest.approx(-math.log(0.82), rel=1e-12) and losses[1] == math.inf
+    assert not grad[2:].any() and grad[:2].any()
+    grad, _ = ctc_loss(numpy, y, labels[:1], [2], scale=numpy.asarray([0.5]))
+    full, _ = ctc_loss(numpy, y, labels[:1], [2])
+    numpy.testing.assert_array_equal(grad, 0.5 * full)
+    none, only = ctc_loss(numpy, y, labels[:1], [2], want_grad=False)
+    assert none is None and only[0] == losses[0]
+
+
+def test_docstrings_stand_alone():
+    import thinc_losses_plus.ctc as ctc_module
+    import thinc_losses_plus.functional.ctc as functional_ctc
+
+    for module in (ctc_module, functional_ctc):
+        text = " ".join([module.__doc__ or ""] + [getattr(module, n).__doc__ or "" for n in dir(module)])
+        assert "module docstring" not in text
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logits_of_1e20_give_a_finite_exact_gradient(xp, dtype):
+    """alpha + beta - log p of log-values near 1e21 cancelled to float32 noise of 1e14: exp overflowed to inf/NaN."""
+    logits, labels = batch(seed=19, n=6, c=6, t_range=(3, 14))
+    huge = [z * 1e20 for z in logits]
+    grads, loss = CTC(from_logits=True, normalize=False)([xp.asarray(z.astype(dtype)) for z in huge], labels)
+    assert numpy.isfinite(loss)
+    reference, _ = CTC(from_logits=True, normalize=False)([z * 1e-16 for z in huge], labels)  # the same argmaxes, far apart
+    for g, r in zip(grads, reference):
+        g = to_numpy(g)
+        assert numpy.isfinite(g).all()
+        # Scores 1e20 apart: y and gamma are one-hot (the Viterbi path), so is every gradient row's support.
+        assert set(numpy.unique(g).tolist()) <= {-1.0, 0.0, 1.0}
+        numpy.testing.assert_allclose(g, r.round(), atol=0)
+
+
+def test_logits_too_wide_for_log_space_are_refused(xp):
+    z = xp.asarray(numpy.random.default_rng(20).normal(size=(12, 4)).astype("float32") * 1e30)
+    with pytest.raises(ValueError, match=r"Cannot calculate CTC: 'guesses' are logits spanning .* over 12 steps, too wide"):
+        CTC(from_logits=True)([z], [[1, 2]])

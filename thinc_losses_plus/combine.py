@@ -27,19 +27,22 @@ def scaled(tree: Any, factor: float) -> Any:
     return tree * factor
 
 
-def add_into(total: Any, tree: Any, what: str) -> Any:
-    """``total += tree`` for two gradient structures of the same shape; ``total`` is ours to overwrite."""
+def add_into(total: Any, tree: Any, what: str, *, name: str = "WeightedSum") -> Any:
+    """``total += tree`` for two gradient structures of the same shape; ``total`` is ours to overwrite.
+
+    ``name`` is the calculator the error names; ``what`` the loss giving ``tree``.
+    """
     if isinstance(total, Ragged) and isinstance(tree, Ragged):
-        return Ragged(add_into(total.dataXd, tree.dataXd, what), total.lengths)
+        return Ragged(add_into(total.dataXd, tree.dataXd, what, name=name), total.lengths)
     if isinstance(total, (tuple, list)) and type(tree) is type(total) and len(tree) == len(total):
-        return type(total)(add_into(a, b, what) for a, b in zip(total, tree))
+        return type(total)(add_into(a, b, what, name=name) for a, b in zip(total, tree))
     if isinstance(total, dict) and isinstance(tree, dict) and total.keys() == tree.keys():
-        return {k: add_into(total[k], tree[k], what) for k in total}
+        return {k: add_into(total[k], tree[k], what, name=name) for k in total}
     if hasattr(total, "shape") and getattr(tree, "shape", None) == total.shape:
         total += tree
         return total
     problem = f"are shared, but {what} gives a gradient of another structure"
-    raise call_error("WeightedSum", "guesses", problem, TypeError)
+    raise call_error(name, "guesses", problem, TypeError)
 
 
 def count_examples(guesses: Any) -> int:
@@ -72,10 +75,13 @@ class WeightedSum(LossCalculator):
 
     ``weights`` may leave out a loss: its weight is 1.0. A weight for a name
     that is not in ``losses`` is an error (a typo would otherwise be ignored).
-    ``get_loss_per_example`` (sub-losses of this package only) returns
-    ``sum_k weights[k] * per_example_k / divisor_k``: each example's share
-    of the sub-losses as they are normalised, so that it sums to the loss
+    ``get_loss_per_example`` and ``evaluate`` (sub-losses derived from this
+    package's ``LossCalculator``, which evaluate through their public
+    ``evaluate``) return ``sum_k weights[k] * per_example_k / divisor_k``:
+    each example's share of the sub-losses as they are normalised (each by
+    its own divisor, one per example for CTC), so that it sums to the loss
     (``normalize=False``); the sub-losses must have the same examples.
+    ``__call__``, ``get_grad`` and ``get_loss`` take any Thinc ``Loss``.
 
     Args:
         losses: name -> calculator (any Thinc ``Loss``); not empty.
@@ -171,21 +177,22 @@ class WeightedSum(LossCalculator):
         loss = math.fsum(self.weights[k] * float(calc.get_loss(g, t, **sw)) for k, calc, g, t, sw in parts)
         return loss / self._divisor(guesses)
 
-    def get_loss_per_example(self, guesses, truths, *, sample_weight=None):
-        """Each example's share of the weighted sum (see the class docstring)."""
-        return self._evaluate(guesses, truths, sample_weight, want_grad=False).per_example
+    def evaluate(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
+        """Weighted gradients and per-example shares, through each sub-loss's :meth:`evaluate`.
 
-    def _evaluate(self, guesses, truths, sample_weight, *, want_grad: bool) -> Evaluation:
-        # Per-example shares need each sub-loss's per-example losses and divisor:
-        # sub-losses of this package only (a nested WeightedSum included).
+        Needs sub-losses of this package (a nested ``WeightedSum`` included):
+        a Thinc built-in has no per-example losses. Each example's share is
+        ``sum_k weights[k] * per_example_k / divisor_k``; the divisor of the
+        result is N when ``normalize``, else 1.
+        """
         total, grads = None, []
         for key, calc, g, t, sw in self._parts(guesses, truths, sample_weight):
             if not isinstance(calc, LossCalculator):
                 raise call_error(
                     self.name, "losses", f"entry {key!r} ({type(calc).__name__}) has no per-example losses", TypeError
                 )
-            result = calc._evaluate(g, t, sw.get("sample_weight"), want_grad=want_grad)
-            share = per_example_share(result.per_example, self.weights[key] / result.divisor)
+            result = calc.evaluate(g, t, sample_weight=sw.get("sample_weight"), want_grad=want_grad)
+            share = per_example_share(result.per_example, self.weights[key], result.divisor)
             total = share if total is None else add_shares(self.name, total, share, key)
             grads.append((key, g, result.grad))
         grad = self._combine(guesses, grads) if want_grad else None
@@ -242,7 +249,7 @@ class WeightedSum(LossCalculator):
         total = None
         for key, _, grad in grads:
             part = scaled(grad, self.weights[key] / divisor)
-            total = part if total is None else add_into(total, part, f"loss {key!r}")
+            total = part if total is None else add_into(total, part, f"loss {key!r}", name=self.name)
         return total
 
 
@@ -253,10 +260,17 @@ def takes_sample_weight(calc: Any) -> bool:
         return False
 
 
-def per_example_share(per_example: Any, factor) -> Any:
+def per_example_share(per_example: Any, weight: float, divisor: Any) -> Any:
+    """``weight * per_example / divisor``; ``divisor``: a number, a 0-d or an (N,) array.
+
+    Sequence losses give a list of per-sequence arrays: sequence ``i`` is
+    divided by ``divisor[i]``.
+    """
     if isinstance(per_example, list):
-        return [p * factor for p in per_example]
-    return per_example * factor
+        if getattr(divisor, "ndim", 0) == 1:
+            return [p * (weight / divisor[i]) for i, p in enumerate(per_example)]
+        return [p * (weight / divisor) for p in per_example]
+    return per_example * (weight / divisor)
 
 
 def add_shares(name: str, total: Any, share: Any, key: str) -> Any:

@@ -278,7 +278,7 @@ class LabelScheme:
         )
 
     def sequence_indices(self, i: int, seq, n_classes: int) -> numpy.ndarray:
-        """One label sequence (CTC) as a host int64 array; ``-1`` entries are padding and dropped."""
+        """One label sequence (CTC) as a host int64 array (labels are checked by the caller)."""
         where = f"sequence {i}"
         if is_array(seq):
             if seq.dtype.kind not in "iu":

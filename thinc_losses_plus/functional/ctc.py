@@ -1,12 +1,18 @@
 """Maths of the CTC loss: alignment tables and the forward-backward recursion.
 
-Plain functions, no settings and no truth parsing (see :mod:`.ctc`). The
-batch is padded to the longest sequence (``T_max`` steps) and the longest
-extended label sequence (``S = 2 L_max + 1`` states: blank, l_1, blank, ...,
-l_L, blank) and sorted by decreasing length, so that the sequences still
-running at step ``k`` are a prefix of the batch. The recursions loop over
-time steps only; each step is ten whole-array operations on the running
-prefix of every sequence's states, forward and backward at once.
+Plain functions, no settings and no truth parsing: :func:`ctc_loss` takes the
+array module ``xp`` first (as Thinc's ``ops``), then the concatenated
+guesses, the label sequences (host int64 arrays) and the number of steps of
+each sequence, and returns the gradient with respect to the logits together
+with the unnormalised loss ``-log p(l_i | x_i)`` of each sequence.
+
+How the recursion runs: the batch is padded to the longest sequence
+(``T_max`` steps) and the longest extended label sequence (``S = 2 L_max + 1``
+states: blank, l_1, blank, ..., l_L, blank) and sorted by decreasing length,
+so that the sequences still running at step ``k`` are a prefix of the batch.
+The recursions loop over time steps only; each step is ten whole-array
+operations on the running prefix of every sequence's states, forward and
+backward at once.
 
 Layout: one row of ``W = S + 2`` slots per sequence, two padding slots then
 the states, so that ``alpha_t(s)`` reads slots ``j``, ``j - 1`` and ``j - 2``
@@ -17,7 +23,7 @@ so both directions share the running prefix. Padding slots and missing states
 carry the log-probability :data:`NEG`, so they drop out of every sum without
 masks, and an impossible alignment gives a log-likelihood near NEG, not NaN.
 """
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 
@@ -25,6 +31,109 @@ import numpy
 #: never NaN, and far below any real log-probability (a path of 10^6 steps at
 #: -10^4 each is -10^10); its multiples stay far from the float32 range limit.
 NEG = -1e30
+#: Largest ``T * (max(z) - min(z))`` of logits ``z`` over ``T`` steps that the
+#: recursion tells apart from :data:`NEG` (a path's log-probability is at least
+#: ``-T`` times that range, less ``T log C``); callers refuse wider logits.
+LOGIT_SPAN_LIMIT = 1e27
+
+
+def ctc_min_steps(labels: Sequence[numpy.ndarray]) -> numpy.ndarray:
+    """The fewest time steps that can emit each label sequence (host int64).
+
+    ``L`` steps for ``L`` labels, plus one blank between each pair of equal
+    adjacent labels (a path merges repeats unless a blank separates them).
+    """
+    return numpy.asarray([x.shape[0] + int((x[1:] == x[:-1]).sum()) for x in labels], dtype="int64")
+
+
+def ctc_loss(
+    xp,
+    guesses,
+    labels: Sequence[numpy.ndarray],
+    n_steps: Sequence[int],
+    *,
+    blank: int = 0,
+    from_logits: bool = False,
+    scale=None,
+    want_grad: bool = True,
+    overwrite: bool = False,
+):
+    """CTC loss of each sequence, and its gradient with respect to the logits.
+
+    For sequence ``i`` with per-step class probabilities ``y_t`` and labels
+    ``l_i``::
+
+        loss_i = -log p(l_i | x_i) = -log sum_{paths a collapsing to l_i} prod_t y_t(a_t)
+        grad_i[t, c] = scale_i * (y_t(c) - gamma_t(c))
+
+    where ``gamma_t(c)`` is the posterior probability that the path emits
+    ``c`` at step ``t`` (forward-backward recursion in log space). The
+    gradient is with respect to the logits ``z`` (``y = softmax(z)``) whether
+    the guesses are probabilities or logits. Probabilities are clamped at the
+    smallest normal float before the log: exact zeros give a large finite
+    loss, never NaN. A sequence that no path of ``T_i`` steps can emit
+    (``T_i < ctc_min_steps``) has loss ``inf`` and gradient 0.
+
+    Args:
+        xp: the array module (numpy or cupy) of ``guesses``.
+        guesses: ``(sum_i T_i, C)`` the sequences concatenated in order,
+            C-contiguous, float32 or float64: softmax probabilities, or
+            logits when ``from_logits``.
+        labels: ``N`` host int64 arrays of ``L_i`` labels in ``[0, C)``, none
+            equal to ``blank``.
+        n_steps: the ``T_i``, adding up to the rows of ``guesses``.
+        blank: the column of the blank class.
+        from_logits: the guesses are logits (log-softmax computed inside).
+        scale: None (1) or an ``(N,)`` array on the guesses' device, in
+            their dtype: each sequence's gradient factor.
+        want_grad: False runs the forward recursion only; the gradient is None.
+        overwrite: the gradient may be written into ``guesses`` (probabilities).
+
+    Returns:
+        ``(grad, losses)``: ``grad`` of the guesses' shape and dtype (or None),
+        ``losses`` the ``(N,)`` unscaled ``loss_i``.
+
+    Example:
+        >>> import numpy
+        >>> y = numpy.asarray([[0.6, 0.4], [0.3, 0.7]])  # columns: blank, "a"
+        >>> grad, losses = ctc_loss(numpy, y, [numpy.asarray([1])], [2])
+        >>> round(float(numpy.exp(-losses[0])), 6)  # paths "a-", "-a", "aa": 0.12 + 0.42 + 0.28
+        0.82
+    """
+    dtype = guesses.dtype
+    n_classes = int(guesses.shape[1])
+    # The log-probabilities and a spare column C holding NEG, which missing states read.
+    log_probs = xp.empty((guesses.shape[0], n_classes + 1), dtype=dtype)
+    log_probs[:, n_classes] = NEG
+    if from_logits:
+        shifted = guesses - guesses.max(axis=1, keepdims=True)
+        probs = xp.exp(shifted)
+        sums = probs.sum(axis=1, keepdims=True)
+        probs /= sums
+        xp.subtract(shifted, xp.log(sums), out=log_probs[:, :n_classes])
+    else:
+        probs = guesses if (overwrite or not want_grad) else guesses.copy()
+        xp.log(xp.maximum(guesses, numpy.finfo(dtype).tiny), out=log_probs[:, :n_classes])
+    tables = ctc_tables(labels, n_steps, n_classes, blank)
+    log_p, occupancy = ctc_forward_backward(xp, log_probs, tables, want_grad=want_grad)
+    inverse = xp.asarray(numpy.argsort(tables.order, kind="stable"))
+    feasible = numpy.asarray(n_steps, dtype="int64") >= ctc_min_steps(labels)
+    losses = -log_p[inverse]
+    if not feasible.all():
+        feasible_rows = xp.asarray(feasible)
+        losses = xp.where(feasible_rows, losses, numpy.inf).astype(dtype, copy=False)
+        if scale is None:
+            scale = xp.asarray(feasible, dtype=dtype)
+        else:
+            scale = xp.where(feasible_rows, scale, 0.0).astype(dtype, copy=False)
+    if not want_grad:
+        return None, losses
+    log_probs.fill(0.0)  # no longer needed: it receives the occupancy of each row
+    grad = probs
+    grad -= scatter_occupancy(xp, occupancy, tables, log_probs)[:, :n_classes]
+    if scale is not None:
+        grad *= xp.repeat(scale, list(n_steps))[:, None]
+    return grad, losses
 
 
 class CTCTables(NamedTuple):
@@ -170,9 +279,11 @@ def ctc_forward_backward(xp, log_probs, tables: CTCTables, *, want_grad: bool = 
     ``log_probs``: (sum T, C + 1) log-probabilities of the concatenated
     sequences (original order), last column :data:`NEG`. Returns ``(log_p,
     occupancy)``: ``log_p`` (B,) in sorted order and, when ``want_grad``,
-    ``occupancy`` (B, T_max, C): the posterior probability that the path emits
-    class c at step t, ``sum_{s: l'_s = c} alpha_t(s) beta_t(s) / (p(l|x) y_t(c))``
-    (zero past each sequence's end). Without ``want_grad`` only alpha is run.
+    ``occupancy`` (B, T_max, U), per local class (``tables.local_classes``):
+    the posterior probability that the path emits class c at step t,
+    ``sum_{s: l'_s = c} alpha_t(s) beta_t(s) / (p(l|x) y_t(c))`` (zero past
+    each sequence's end and for impossible rows). Without ``want_grad`` only
+    alpha is run.
     """
     dtype = log_probs.dtype
     n_seq, width = len(tables.order), tables.width
@@ -200,9 +311,21 @@ def ctc_forward_backward(xp, log_probs, tables: CTCTables, *, want_grad: bool = 
     gamma = xp.subtract(store[0, 1:], emit[0], out=emit[0]).reshape(shape)[:, :, 2:]
     beta = _take_into(xp, store[1].reshape(-1, width), xp.asarray(tables.beta_rows), 0, emit[1].reshape(-1, width))
     gamma += beta.reshape(shape)[:, :, : 1 : -1]
-    gamma -= xp.where(log_p > 0.5 * NEG, log_p, 0.0)[None, :, None]  # impossible rows: gamma is 0 anyway
+    # At every step of a feasible row, sum_s alpha_t(s) beta_t(s) / y_t(l'_s) = p(l | x).
+    # Normalising each step by its own sum (after subtracting its maximum) rather than
+    # by log p gives the same gamma, and stays exact where alpha + beta - log p
+    # cancels badly: float32 logits of 1e20 give log-values of 1e21 whose rounding
+    # (1e14) would overflow the exponential. Steps past a row's end and impossible
+    # rows keep gamma = 0.
+    live = numpy.arange(t_max)[:, None] < tables.steps[None, :]
+    live = xp.asarray(live) & (log_p > 0.5 * NEG)[None, :]
+    top = xp.where(live, gamma.max(axis=2), 0.0).astype(dtype, copy=False)
+    gamma -= top[:, :, None]
     xp.exp(gamma, out=gamma)
-    return log_p, xp.matmul(gamma.transpose(1, 0, 2), xp.asarray(tables.local_map, dtype=dtype))
+    occupancy = xp.matmul(gamma.transpose(1, 0, 2), xp.asarray(tables.local_map, dtype=dtype))
+    total = occupancy.sum(axis=2)  # (B, T): at least 1 (the maximum's exp) at live steps
+    occupancy /= xp.where(live.T, total, 1.0).astype(dtype, copy=False)[:, :, None]
+    return log_p, occupancy
 
 
 def scatter_occupancy(xp, occupancy, tables: CTCTables, out):
