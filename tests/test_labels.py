@@ -72,3 +72,32 @@ def test_elementwise_missing_target_accepts_config_strings(value):
 def test_elementwise_missing_target_refuses_a_valid_target():
     with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
         check_missing_target("BinaryCrossentropy", "0.5")
+
+
+def test_balanced_class_weights_are_bound_before_use():
+    from thinc_losses_plus.class_weights import balanced_class_weights, effective_number_weights
+
+    loss_calc = SparseCategoricalCrossentropy(names=["A", "B", "C"], class_weights="balanced")
+    with pytest.raises(ValueError, match="'class_weights' is 'balanced', which must be counted"):
+        loss_calc(P, ["A", "B", "C"])
+    weights = balanced_class_weights(["A", "A", "B", None], labels=["A", "B", "C"])
+    assert weights == {"A": 3 / (3 * 2), "B": 3 / (3 * 1), "C": 1.0}
+    bound = loss_calc.with_class_weights(weights)
+    explicit = SparseCategoricalCrossentropy(names=["A", "B", "C"], class_weights=weights)
+    assert bound(P, ["A", "B", "C"])[1] == explicit(P, ["A", "B", "C"])[1]
+    assert loss_calc.class_weights == "balanced"  # the original is unchanged
+    effective = effective_number_weights([["A"] * 90, ["B"] * 10], labels=["A", "B"], beta=0.99)
+    assert effective["B"] > effective["A"] and abs(sum(effective.values()) - 2.0) < 1e-12
+    with pytest.raises(ValueError, match="'class_weights' as a string must be 'balanced'"):
+        SparseCategoricalCrossentropy(class_weights="balance")
+
+
+def test_balanced_from_a_config():
+    from thinc.api import registry
+
+    loss_calc = registry.resolve(
+        {"loss": {"@losses": "SequenceCategoricalCrossentropy.v4", "names": ["A", "B"], "class_weights": "balanced"}}
+    )["loss"]
+    assert loss_calc.class_weights == "balanced"
+    bound = loss_calc.with_class_weights({"A": 0.5, "B": 2.0})
+    assert bound.class_weights == {"A": 0.5, "B": 2.0}

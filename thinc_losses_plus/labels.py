@@ -15,7 +15,9 @@ margin, CTC) goes through this module, so each rule is written once:
 * ``neg_prefix``: ``neg_prefix + X`` means "not X".
 * ``class_weights``: a list indexed by class, or a dict name -> weight
   (absent names weigh 1.0), checked against the names as soon as they are
-  known (at construction, or when a spaCy component binds its labels).
+  known (at construction, or when a spaCy component binds its labels); or
+  ``"balanced"``, counted from the training corpus and bound before the
+  first call (a spaCy component does it in ``initialize``).
 
 :class:`LabelScheme` holds these settings for one calculator and converts
 truths (an int array, a list of ints, a list of ``str`` or of any ``str``
@@ -32,7 +34,10 @@ from ._checks import call_error, check_float, setting_error
 from ._inputs import is_array
 
 Label = Union[int, str]
-ClassWeights = Optional[Union[Dict[str, float], Sequence[float]]]
+ClassWeights = Optional[Union[Dict[str, float], Sequence[float], str]]
+#: ``class_weights = "balanced"``: weights counted from the training corpus
+#: (see :mod:`thinc_losses_plus.class_weights`), bound with ``with_class_weights``.
+BALANCED = "balanced"
 
 
 class SparseLabels(NamedTuple):
@@ -116,6 +121,12 @@ def check_class_weights(name: str, class_weights: ClassWeights, names: Optional[
     """
     if class_weights is None:
         return None
+    if isinstance(class_weights, str):
+        if class_weights != BALANCED:
+            raise setting_error(
+                name, "class_weights", f"as a string must be {BALANCED!r} (counted from the corpus), got {class_weights!r}"
+            )
+        return BALANCED
     if isinstance(class_weights, dict):
         if not all(isinstance(k, str) for k in class_weights):
             raise setting_error(name, "class_weights", "as a dict must map label names (str) to weights", TypeError)
@@ -148,6 +159,14 @@ def check_weight_names(name: str, class_weights: ClassWeights, names: Optional[S
 
 def class_weight_list(name: str, class_weights: ClassWeights, names: Optional[Sequence[str]], n_classes: int) -> List[float]:
     """One weight per column at call time (absent names of a dict weigh 1.0)."""
+    if class_weights == BALANCED:
+        raise call_error(
+            name,
+            "class_weights",
+            "is 'balanced', which must be counted from the training corpus before the first call: a spaCy "
+            "component does it in initialize; in Thinc, pass thinc_losses_plus.class_weights.balanced_class_weights(truths) "
+            "to with_class_weights",
+        )
     if isinstance(class_weights, dict):
         if names is None:
             raise call_error(
@@ -201,6 +220,12 @@ class LabelScheme:
         clone = copy.copy(self)
         clone.names = names
         clone.name_to_i = {n: i for i, n in enumerate(names or [])}
+        return clone
+
+    def with_class_weights(self, class_weights: ClassWeights) -> "LabelScheme":
+        """This scheme with ``class_weights`` set (e.g. counted ``"balanced"`` weights)."""
+        clone = copy.copy(self)
+        clone.class_weights = check_class_weights(self.calculator, class_weights, self.names)
         return clone
 
     # Columns and weights --------------------------------------------------------
@@ -439,6 +464,13 @@ class NamedColumns:
         """
         clone = copy.copy(self)
         clone.labels = self.labels.with_names(names)
+        return clone
+
+    def with_class_weights(self, class_weights: ClassWeights):
+        """A copy of this calculator with ``class_weights`` set, e.g. the counted
+        weights that replace ``"balanced"`` (a dict name -> weight, or a list)."""
+        clone = copy.copy(self)
+        clone.labels = self.labels.with_class_weights(class_weights)
         return clone
 
 

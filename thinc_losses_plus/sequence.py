@@ -119,6 +119,12 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         clone.scorer = self.scorer.with_names(names)
         return clone
 
+    def with_class_weights(self, class_weights: ClassWeights) -> "SequenceCategoricalCrossentropy":
+        """A copy of this calculator with ``class_weights`` set (e.g. counted ``"balanced"`` weights)."""
+        clone = copy.copy(self)
+        clone.scorer = self.scorer.with_class_weights(class_weights)
+        return clone
+
     def count_examples(self, guesses) -> int:
         return len(sequence_list(self.name, guesses))
 
