@@ -21,6 +21,12 @@ from thinc_losses_plus import BinaryCrossentropy, BinaryFocalCrossentropy
 N, C = 7, 4
 
 
+def calc_id(calc):
+    """A stable test id: the name and the settings (the label scheme's repr carries an address)."""
+    settings = ",".join(f"{k}={v!r}" for k, v in vars(calc).items() if k != "labels" and not k.startswith("_"))
+    return f"{calc.name}({settings})"
+
+
 def inputs(seed=0, logits=False, soft=False, n=N, c=C):
     rng = numpy.random.default_rng(seed)
     guesses = rng.normal(0, 3, (n, c)) if logits else rng.uniform(0.02, 0.98, (n, c))
@@ -299,7 +305,7 @@ def test_missing_entries_equal_dropping_columns(seed, from_logits):
         BinaryFocalCrossentropy(from_logits=True, gamma=0.5, alpha=0.25),
         BinaryFocalCrossentropy(from_logits=True, gamma=0.0),
     ],
-    ids=repr,
+    ids=calc_id,
 )
 def test_extreme_logits_are_finite(xp, calc, dtype):
     big = 1e4 if dtype != "float16" else 6e4
@@ -323,7 +329,7 @@ def test_extreme_logits_are_finite(xp, calc, dtype):
         BinaryFocalCrossentropy(),
         BinaryFocalCrossentropy(gamma=0.5, alpha=0.75),
     ],
-    ids=repr,
+    ids=calc_id,
 )
 def test_probabilities_exactly_zero_and_one_are_finite(xp, calc, dtype):
     guesses = xp.asarray([[0.0, 1.0, 0.0, 1.0]], dtype=dtype)
@@ -401,7 +407,7 @@ def test_shapes_and_types_refused(xp, cls):
         calc(g, numpy.full(truths.shape, "a"))
     with pytest.raises(TypeError, match=rf"{name}: 'truths' must be a \(nested\) list of numbers"):
         calc(g, [["a"] * C] * N)
-    with pytest.raises(TypeError, match=rf"{name}: 'truths' must be an array or a list"):
+    with pytest.raises(TypeError, match=rf"{name}: 'truths' must be an array of numbers"):
         calc(g, "labels")
     with pytest.raises(ValueError, match=rf"{name}: 'sample_weight' must have shape"):
         calc(g, t, sample_weight=xp.ones((N + 1,)))
@@ -491,3 +497,175 @@ def test_class_weights_by_label_name(xp):
         BinaryCrossentropy(class_weights={"SPORTS": 2.0}).with_names(["A", "B", "C"])
     with pytest.raises(ValueError, match="BinaryCrossentropy: 'names' has 2 entries but the guesses have 3 columns"):
         BinaryCrossentropy(names=["A", "B"])(x, t)
+
+
+# Input seams (regressions: layout, sample_weight shapes, large values, config strings, transfers) --------
+
+
+def _layouts(xp, x):
+    """The same values as ``x`` in the layouts the input layer must make C-contiguous."""
+    out = {"fortran": xp.asfortranarray(x) if x.ndim > 1 else x}
+    wide = xp.zeros(x.shape[:-1] + (x.shape[-1] * 2,), dtype=x.dtype)
+    wide[..., ::2] = x
+    out["sliced"] = wide[..., ::2]
+    flipped = xp.ascontiguousarray(x[::-1, ::-1] if x.ndim > 1 else x[::-1])
+    out["negative-strides"] = flipped[::-1, ::-1] if x.ndim > 1 else flipped[::-1]
+    if xp is numpy:
+        frozen = x.copy()
+        frozen.setflags(write=False)
+        out["read-only"] = frozen
+    return out
+
+
+LAYOUT_CALCS = [
+    BinaryCrossentropy(),
+    BinaryCrossentropy(from_logits=True, pos_weight=[1.0, 2.0, 0.5, 3.0], class_weights=[2.0, 1.0, 0.5, 1.0]),
+    BinaryCrossentropy(missing_value=-1, label_smoothing=0.1, pos_weight=2.0),
+    BinaryFocalCrossentropy(alpha=0.25),
+    BinaryFocalCrossentropy(from_logits=True, gamma=0.5, missing_value=-1),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("calc", LAYOUT_CALCS, ids=calc_id)
+def test_any_layout_of_every_input_gives_the_bits_of_a_contiguous_copy(xp, calc, dtype):
+    logits = getattr(calc, "from_logits", False)
+    guesses, truths = inputs(20, logits=logits)
+    if calc.missing_value is not None:
+        truths[numpy.random.default_rng(4).uniform(size=truths.shape) < 0.3] = -1
+    weights = numpy.random.default_rng(5).uniform(0, 2, truths.shape)
+    g, t, w = (xp.asarray(a, dtype=dtype) for a in (guesses, truths, weights))
+    expected = calc(g, t, sample_weight=w)
+    for arg in ("guesses", "truths", "sample_weight"):
+        for layout, odd in _layouts(xp, {"guesses": g, "truths": t, "sample_weight": w}[arg]).items():
+            args = {"guesses": g, "truths": t, "sample_weight": w, arg: odd}
+            before = to_numpy(odd).copy()
+            grad, loss = calc(args["guesses"], args["truths"], sample_weight=args["sample_weight"])
+            assert loss == expected[1], (arg, layout)
+            assert to_numpy(grad).tobytes() == to_numpy(expected[0]).tobytes(), (arg, layout)
+            assert grad.flags.c_contiguous and grad.dtype == g.dtype
+            numpy.testing.assert_array_equal(to_numpy(odd), before)
+
+
+def test_broadcast_views_give_the_bits_of_a_copy(xp):
+    guesses, truths = inputs(21)
+    g = xp.broadcast_to(xp.asarray(guesses[:1]), guesses.shape)
+    t = xp.broadcast_to(xp.asarray(truths[:1]), truths.shape)
+    w = xp.broadcast_to(xp.asarray([[0.5, 1.0, 2.0, 0.0]]), truths.shape)
+    for calc in (BinaryCrossentropy(), BinaryFocalCrossentropy(alpha=0.25)):
+        grad, loss = calc(g, t, sample_weight=w)
+        expected = calc(g.copy(), t.copy(), sample_weight=w.copy())
+        assert loss == expected[1]
+        assert to_numpy(grad).tobytes() == to_numpy(expected[0]).tobytes()
+
+
+def test_pos_weight_may_be_an_array():
+    calc = BinaryCrossentropy(from_logits=True, pos_weight=numpy.asarray([1.0, 2.0, 0.5, 3.0])[::-1])
+    assert calc.pos_weight == [3.0, 0.5, 2.0, 1.0]
+    guesses, truths = inputs(22, logits=True)
+    expected = BinaryCrossentropy(from_logits=True, pos_weight=[3.0, 0.5, 2.0, 1.0])(guesses, truths)
+    assert calc(guesses, truths)[1] == expected[1]
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_sample_weight_n_1_with_vector_guesses(xp, cls):
+    guesses, truths = inputs(23)
+    g, t = xp.asarray(guesses[:, 0]), xp.asarray(truths[:, 0])
+    w = numpy.random.default_rng(6).uniform(0, 2, N)
+    flat = cls()(g, t, sample_weight=xp.asarray(w))
+    column = cls()(g, t, sample_weight=xp.asarray(w[:, None]))
+    assert flat[1] == column[1] and column[0].shape == (N,)
+    assert to_numpy(flat[0]).tobytes() == to_numpy(column[0]).tobytes()
+    with pytest.raises(ValueError, match=rf"Cannot calculate {cls.name}: 'sample_weight' must have shape \(7,\) or \(7, 1\)"):
+        cls()(g, t, sample_weight=xp.ones((N, 2)))
+
+
+@pytest.mark.parametrize(
+    "calc",
+    [
+        BinaryCrossentropy(from_logits=True),
+        BinaryCrossentropy(from_logits=True, pos_weight=3.0, label_smoothing=0.1, missing_value=-1),
+        BinaryFocalCrossentropy(from_logits=True),
+        BinaryFocalCrossentropy(from_logits=True, gamma=0.5, alpha=0.25),
+    ],
+    ids=calc_id,
+)
+def test_logits_of_1e20_in_float32_are_finite(xp, calc):
+    guesses = xp.asarray([[1e20, -1e20, 1e20, -1e20, 0.0]], dtype="float32")
+    truths = xp.asarray([[1.0, 0.0, 0.0, 1.0, 0.5]], dtype="float32")
+    grad, loss = calc(guesses, truths)
+    assert math.isfinite(loss) and bool(xp.isfinite(grad).all())
+    if calc.name == "BinaryCrossentropy" and calc.pos_weight is None:
+        assert loss == pytest.approx(2e20, rel=1e-6)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_truths_of_1e20_are_refused(xp, cls):
+    guesses, truths = inputs(24)
+    with pytest.raises(ValueError, match=rf"Cannot calculate {cls.name}: 'truths' must lie in \[0, 1\], got 1\.0*\d*e\+20"):
+        cls()(xp.asarray(guesses, dtype="f"), xp.asarray(truths * 1e20, dtype="f"))
+
+
+def test_a_loss_overflowing_float32_is_refused_not_inf(xp):
+    """A pos_weight near float32's range makes the loss of logits 1e20 overflow: a named error, never inf."""
+    calc = BinaryCrossentropy(from_logits=True, pos_weight=1e30)
+    guesses = xp.asarray([[-1e20, 0.0]], dtype="f")
+    truths = xp.asarray([[1.0, 0.0]], dtype="f")
+    with pytest.raises(ValueError, match=r"Cannot calculate BinaryCrossentropy: 'guesses' give a loss that overflows float32"):
+        calc(guesses, truths)
+    grad, loss = calc(xp.asarray([[-1e20, 0.0]]), xp.asarray([[1.0, 0.0]]))  # float64 holds it
+    assert loss == pytest.approx(1e50, rel=1e-12) and bool(xp.isfinite(grad).all())
+
+
+@pytest.mark.parametrize("value", ["-1", "-1.0", -1, -1.0])
+@pytest.mark.parametrize("cls", ALL)
+def test_missing_value_given_as_a_config_string_masks(xp, cls, value):
+    """Thinc 9.1's config validation may hand a number over as its string."""
+    guesses, truths = inputs(25)
+    truths[2, 1] = truths[5, 3] = -1
+    grad, loss = cls(missing_value=value)(xp.asarray(guesses), xp.asarray(truths))
+    keep = (truths != -1).astype("float64")
+    expected = cls()(xp.asarray(guesses), xp.asarray(numpy.where(keep > 0, truths, 0.0)), sample_weight=xp.asarray(keep))
+    assert loss == pytest.approx(expected[1], rel=1e-12)
+    numpy.testing.assert_allclose(to_numpy(grad), to_numpy(expected[0]), rtol=1e-12)
+    assert to_numpy(grad)[2, 1] == 0 and to_numpy(grad)[5, 3] == 0
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_bad_values_raise_the_named_error_even_with_warnings_as_errors(xp, cls):
+    """The maths runs before the one transfer of the checks: it must stay silent on bad values."""
+    import warnings
+
+    guesses, truths = inputs(26, logits=True)
+    t = truths.copy()
+    t[0, 0] = math.inf
+    g = guesses.copy()
+    g[1, 1] = math.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for from_logits in (False, True):
+            calc = cls(from_logits=from_logits)
+            with pytest.raises(ValueError, match=rf"Cannot calculate {cls.name}: 'truths' contains NaN or infinite"):
+                calc(xp.asarray(numpy.clip(guesses, 0, 1)), xp.asarray(t))
+            with pytest.raises(ValueError, match=rf"Cannot calculate {cls.name}: 'guesses' contains NaN or infinite"):
+                calc(xp.asarray(g), xp.asarray(truths))
+
+
+def test_every_call_checks_its_values_in_one_transfer(monkeypatch):
+    from thinc_losses_plus import _inputs
+
+    runs = []
+    original = _inputs.Checks.run
+    monkeypatch.setattr(_inputs.Checks, "run", lambda self: runs.append(1) or original(self))
+    guesses, truths = inputs(27)
+    truths[0, 0] = -1
+    w = numpy.ones((N, 1))
+    calcs = [
+        BinaryCrossentropy(missing_value=-1, pos_weight=[1.0, 2.0, 3.0, 4.0], class_weights=[1.0, 1.0, 2.0, 0.5]),
+        BinaryFocalCrossentropy(missing_value=-1, alpha=0.25),
+    ]
+    for calc in calcs:
+        for method in ("__call__", "get_grad", "get_loss", "get_loss_per_example"):
+            runs.clear()
+            getattr(calc, method)(guesses, truths, sample_weight=w)
+            assert len(runs) == 1, (calc.name, method)

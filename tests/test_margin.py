@@ -334,7 +334,8 @@ def test_multi_margin_bad_inputs(xp):
         (MultiMargin, {"margin": -0.5}, ValueError, "'margin' must be in"),
         (MultiMargin, {"class_weights": [1.0, -1.0]}, ValueError, "'class_weights' must be finite and non-negative"),
         (MultiMargin, {"class_weights": {"Z": 1.0}, "names": ["A", "B"]}, ValueError, r"'class_weights' names unknown labels: \['Z'\]"),
-        (MultiMargin, {"class_weights": "heavy"}, TypeError, "'class_weights' must be a dict or a list"),
+        (MultiMargin, {"class_weights": "heavy"}, ValueError, "'class_weights' as a string must be 'balanced'"),
+        (MultiMargin, {"class_weights": 2.0}, TypeError, "'class_weights' must be a dict or a list"),
         (MultiMargin, {"names": ["A", "A"]}, ValueError, "'names' contains duplicate names"),
         (MultiMargin, {"missing_value": 1.5}, TypeError, "'missing_value' must be an int or a str"),
     ],
@@ -377,3 +378,201 @@ def test_config_int_missing_value_masks_int_labels(xp):
     assert (to_numpy(grad)[3] == 0).all()
     keep = [i for i in range(N) if i != 3]
     assert loss == pytest.approx(MultiMargin().get_loss(x[keep], [y[i] for i in keep]) * (N - 1) / N, rel=1e-12)
+
+
+# Input seams (regressions: layout, sample_weight shapes, large values, labels, transfers) ------------------
+
+
+def _layouts(xp, x):
+    """The same values as ``x`` in the layouts the input layer must make C-contiguous."""
+    out = {"fortran": xp.asfortranarray(x) if x.ndim > 1 else x}
+    if x.ndim > 1:
+        wide = xp.zeros(x.shape[:-1] + (x.shape[-1] * 2,), dtype=x.dtype)
+        wide[..., ::2] = x
+        out["sliced"] = wide[..., ::2]
+    else:
+        wide = xp.zeros((x.shape[0] * 2,), dtype=x.dtype)
+        wide[::2] = x
+        out["sliced"] = wide[::2]
+    flipped = xp.ascontiguousarray(x[::-1, ::-1] if x.ndim > 1 else x[::-1])
+    out["negative-strides"] = flipped[::-1, ::-1] if x.ndim > 1 else flipped[::-1]
+    out["broadcast"] = xp.broadcast_to(x[:1], x.shape)
+    if xp is numpy:
+        frozen = x.copy()
+        frozen.setflags(write=False)
+        out["read-only"] = frozen
+    return out
+
+
+def _check_layouts(calc, xp, arrays, call):
+    """Every layout of every array in ``arrays`` gives the bits of a C-contiguous copy, unmutated."""
+    for arg, value in arrays.items():
+        for layout, odd in _layouts(xp, value).items():
+            args = dict(arrays)
+            if layout == "broadcast":  # every row equal to the first: compare with a copy of the same
+                args = {k: xp.broadcast_to(v[:1], v.shape) for k, v in arrays.items()}
+                expected = call(calc, **{k: v.copy() for k, v in args.items()})
+            else:
+                expected = call(calc, **arrays)
+            args[arg] = odd if layout != "broadcast" else args[arg]
+            before = to_numpy(args[arg]).copy()
+            grad, loss = call(calc, **args)
+            assert loss == expected[1], (arg, layout)
+            assert to_numpy(grad).tobytes() == to_numpy(expected[0]).tobytes(), (arg, layout)
+            numpy.testing.assert_array_equal(to_numpy(args[arg]), before)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("calc", [Hinge(), SquaredHinge(margin=2.0), LogisticLoss()], ids=repr)
+def test_elementwise_any_layout_gives_the_bits_of_a_contiguous_copy(xp, calc, dtype):
+    x, y = scores(20), signs(20)
+    w = numpy.random.default_rng(20).uniform(0, 2, (N, C))
+    arrays = {"guesses": xp.asarray(x, dtype=dtype), "truths": xp.asarray(y, dtype=dtype), "sample_weight": xp.asarray(w)}
+    _check_layouts(calc, xp, arrays, lambda c, guesses, truths, sample_weight: c(guesses, truths, sample_weight=sample_weight))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_any_layout_gives_the_bits_of_a_contiguous_copy(xp, p, dtype):
+    calc = MultiMargin(p=p, class_weights=[0.5, 1.0, 2.0, 0.0, 3.0], missing_value=-1)
+    y = classes(21)
+    y[3] = -1
+    arrays = {
+        "guesses": xp.asarray(scores(21), dtype=dtype),
+        "truths": xp.asarray(y),
+        "sample_weight": xp.asarray(numpy.random.default_rng(21).uniform(0, 2, (N, C))),
+    }
+    _check_layouts(calc, xp, arrays, lambda c, guesses, truths, sample_weight: c(guesses, truths, sample_weight=sample_weight))
+
+
+@pytest.mark.parametrize("calc", [Hinge(), SquaredHinge(), LogisticLoss()], ids=repr)
+def test_sample_weight_n_1_with_vector_guesses(xp, calc):
+    x, y = xp.asarray(scores(22)[:, 0]), xp.asarray(signs(22)[:, 0])
+    w = numpy.random.default_rng(22).uniform(0, 2, N)
+    flat = calc(x, y, sample_weight=xp.asarray(w))
+    column = calc(x, y, sample_weight=xp.asarray(w[:, None]))
+    assert flat[1] == column[1] and column[0].shape == (N,)
+    assert to_numpy(flat[0]).tobytes() == to_numpy(column[0]).tobytes()
+
+
+def test_scores_of_1e20_in_float32_give_finite_results_or_a_named_error(xp):
+    x = xp.asarray([[1e20, -1e20, 1e20, -1e20]], dtype="float32")
+    y = xp.asarray([[1.0, 1.0, -1.0, -1.0]], dtype="float32")
+    for calc in (Hinge(), LogisticLoss(), MultiMargin(p=1)):
+        truths = xp.asarray([1]) if isinstance(calc, MultiMargin) else y
+        grad, loss = calc(x, truths)
+        assert math.isfinite(loss) and bool(xp.isfinite(grad).all()), calc.name
+    assert Hinge().get_loss(x, y) == pytest.approx(2e20 + 2, rel=1e-6)
+    # squares of 1e20 overflow float32: refused by name, never inf
+    with pytest.raises(ValueError, match=r"Cannot calculate SquaredHinge: 'guesses' give a loss that overflows float32"):
+        SquaredHinge()(x, y)
+    with pytest.raises(ValueError, match=r"Cannot calculate MultiMargin: 'guesses' give a loss that overflows float32"):
+        MultiMargin(p=2)(x, xp.asarray([1]))
+    # ... unless the scores are on the right side of the margin
+    grad, loss = SquaredHinge()(x, xp.asarray([[1.0, -1.0, 1.0, -1.0]], dtype="float32"))
+    assert loss == 0.0 and not to_numpy(grad).any()
+    # float64 holds the squares
+    assert SquaredHinge().get_loss(xp.asarray(x, dtype="float64"), xp.asarray(y, dtype="float64")) == pytest.approx(
+        2 * (1e20 + 1) ** 2, rel=1e-6
+    )
+
+
+@pytest.mark.parametrize("calc", [Hinge(), SquaredHinge(), LogisticLoss()], ids=repr)
+def test_labels_of_1e20_are_refused(xp, calc):
+    x, y = scores(23), signs(23)
+    with pytest.raises(ValueError, match=rf"Cannot calculate {calc.name}: 'truths' must hold labels .*got -?1e\+20"):
+        calc(xp.asarray(x, dtype="f"), xp.asarray(y * 1e20, dtype="f"))
+
+
+def test_multi_margin_takes_str_subclasses_like_str(xp):
+    names = ["A", "B", "C", "D", "E"]
+    labels = [names[i] for i in classes(24)]
+    labels[1] = "?"
+    calc = MultiMargin(names=names, missing_value="?", class_weights={"B": 2.0})
+    x = xp.asarray(scores(24))
+    expected = calc(x, labels)
+    for other in ([numpy.str_(v) for v in labels], numpy.asarray(labels)):
+        grad, loss = calc(x, other)
+        assert loss == expected[1]
+        assert to_numpy(grad).tobytes() == to_numpy(expected[0]).tobytes()
+    assert (to_numpy(expected[0])[1] == 0).all()
+
+
+@pytest.mark.parametrize("value", [-1, "-1"])
+def test_multi_margin_missing_value_as_a_config_string_masks(xp, value):
+    x = xp.asarray(scores(25))
+    y = classes(25)
+    y[4] = -1
+    grad, loss = MultiMargin(missing_value=value)(x, xp.asarray(y))
+    keep = [i for i in range(N) if i != 4]
+    assert (to_numpy(grad)[4] == 0).all()
+    assert loss == pytest.approx(MultiMargin().get_loss(x[keep], y[keep]) * (N - 1) / N, rel=1e-12)
+
+
+def test_multi_margin_binds_names_like_the_other_named_calculators(xp):
+    """A spaCy component supplies its labels through ``with_names``: string labels and dict weights then work."""
+    calc = MultiMargin(class_weights={"C": 2.0}).with_names(["A", "B", "C", "D", "E"])
+    assert calc.names == ["A", "B", "C", "D", "E"] and calc.class_weights == {"C": 2.0}
+    x, y = xp.asarray(scores(26)), classes(26)
+    by_list = MultiMargin(class_weights=[1.0, 1.0, 2.0, 1.0, 1.0])(x, y)
+    grad, loss = calc(x, ["ABCDE"[i] for i in y])
+    assert loss == by_list[1]
+    assert to_numpy(grad).tobytes() == to_numpy(by_list[0]).tobytes()
+    with pytest.raises(ValueError, match=r"Cannot create MultiMargin: 'names' were configured as \['A', 'B'\]"):
+        MultiMargin(names=["A", "B"]).with_names(["X", "Y"])
+
+
+def test_bad_values_raise_the_named_error_even_with_warnings_as_errors(xp):
+    """The maths runs before the one transfer of the checks: it must stay silent on bad values."""
+    import warnings
+
+    x, y = scores(27), signs(27)
+    bad = x.copy()
+    bad[0, 0] = math.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for calc in (Hinge(), SquaredHinge(), LogisticLoss()):
+            with pytest.raises(ValueError, match=rf"Cannot calculate {calc.name}: 'guesses' contains NaN or infinite"):
+                calc(xp.asarray(bad), xp.asarray(y))
+        for p in (1, 2):
+            with pytest.raises(ValueError, match=r"Cannot calculate MultiMargin: 'guesses' contains NaN or infinite"):
+                MultiMargin(p=p)(xp.asarray(bad), classes(27))
+            with pytest.raises(ValueError, match=r"Cannot calculate MultiMargin: 'truths' contains label 7, outside \[0, 5\)"):
+                MultiMargin(p=p)(xp.asarray(x), xp.asarray([7] + list(classes(27)[1:])))
+
+
+def test_multi_margin_guesses_without_columns_are_refused():
+    with pytest.raises(ValueError, match=r"Cannot calculate MultiMargin: 'guesses' must have at least one column"):
+        MultiMargin()(numpy.zeros((3, 0)), [0, 0, 0])
+
+
+def test_every_call_checks_its_values_in_one_transfer(monkeypatch):
+    from thinc_losses_plus import _inputs
+
+    runs = []
+    original = _inputs.Checks.run
+    monkeypatch.setattr(_inputs.Checks, "run", lambda self: runs.append(1) or original(self))
+    x, y = scores(28), signs(28)
+    labels = classes(28)
+    labels[0] = -1
+    w = numpy.ones((N, 1))
+    cases = [
+        (Hinge(), y), (SquaredHinge(), (y + 1) / 2), (LogisticLoss(), y),
+        (MultiMargin(p=2, class_weights=[1.0, 2.0, 1.0, 1.0, 0.5], missing_value=-1), labels),
+    ]
+    for calc, truths in cases:
+        for method in ("__call__", "get_grad", "get_loss", "get_loss_per_example"):
+            runs.clear()
+            getattr(calc, method)(x, truths, sample_weight=w)
+            assert len(runs) == 1, (calc.name, method)
+
+
+def test_multi_margin_balanced_class_weights_are_bound_before_use(xp):
+    """``class_weights = "balanced"`` is counted from a corpus (by a spaCy component, or by hand)."""
+    calc = MultiMargin(class_weights="balanced")
+    x, y = xp.asarray(scores(29)), classes(29)
+    with pytest.raises(ValueError, match=r"Cannot calculate MultiMargin: 'class_weights' is 'balanced', which must be counted"):
+        calc(x, y)
+    bound = calc.with_class_weights([1.0, 2.0, 0.5, 1.0, 1.0])
+    expected = MultiMargin(class_weights=[1.0, 2.0, 0.5, 1.0, 1.0])(x, y)
+    assert bound(x, y)[1] == expected[1] and calc.class_weights == "balanced"

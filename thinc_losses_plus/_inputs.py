@@ -23,7 +23,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy
 from thinc.backends import get_array_ops
-from thinc.types import Ragged
+from thinc.types import Padded, Ragged
 
 from ._checks import call_error
 
@@ -322,3 +322,180 @@ def check_loss_finite(name: str, per_example: Array, inputs: Tuple[Tuple[str, Ar
         raise call_error(
             name, "guesses", f"give a loss that overflows {per_example.dtype}: they are too far from the truths"
         )
+
+
+# Elementwise inputs (sigmoid family) ---------------------------------------------
+#
+# Binary, multi-label and margin losses score each entry of ``(N,)`` or
+# ``(N, C)`` guesses against the entry of truths of the same shape. A 1-d
+# input is one column: the maths always sees ``(N, C)`` arrays, and the
+# gradient is reshaped back to the guesses' shape.
+
+
+class ElementwiseRows:
+    """Mixin for elementwise calculators: the examples are the rows of ``(N,)`` or ``(N, C)`` guesses."""
+
+    name: str
+
+    def count_examples(self, guesses) -> int:
+        return count_rows(self.name, guesses)
+
+
+def count_rows(name: str, guesses: Any) -> int:
+    """N, refusing what is not a 1-d or 2-d float array."""
+    float_array(name, "guesses", guesses)
+    if guesses.ndim not in (1, 2):
+        raise call_error(name, "guesses", f"must have shape (N,) or (N, C), got {tuple(guesses.shape)}")
+    return int(guesses.shape[0])
+
+
+def elementwise_inputs(name: str, guesses: Any, truths: Any) -> Tuple[Array, Array]:
+    """Guesses and truths of the same shape as C-contiguous ``(N, C)`` arrays in the compute dtype.
+
+    Truths may be floats, ints, bools or (nested) lists of numbers. Values are
+    not checked here.
+    """
+    count_rows(name, guesses)
+    x = as_compute_dtype(guesses)
+    t = numeric_truths(name, truths, array_module(x), x.dtype, guesses.shape)
+    shape = (guesses.shape[0], 1) if guesses.ndim == 1 else tuple(guesses.shape)
+    return x.reshape(shape), t.reshape(shape)
+
+
+def elementwise_weights(name: str, sample_weight: Any, guesses: Any, x: Array, checks: "Checks", *factors):
+    """The product of ``factors`` and ``sample_weight`` (in that order), or None.
+
+    ``factors`` are None or arrays broadcastable to the ``(N, C)`` work array
+    ``x`` (a mask, ``(1, C)`` class weights, ...). ``sample_weight`` may have
+    shape ``(N,)``, ``(N, 1)`` or the guesses'; its values are checked with the
+    call's ``checks``. The result is None, ``(N, 1)`` or ``(N, C)``: what
+    :func:`thinc_losses_plus._core.row_sum` takes.
+    """
+    xp = checks.xp
+    weights = prepare_sample_weight(name, sample_weight, guesses.shape, xp, x.dtype, checks)
+    if weights is not None and weights.ndim == 1:
+        weights = weights.reshape(-1, 1)
+    product = None
+    for factor in factors + (weights,):
+        if factor is not None:
+            product = factor if product is None else product * factor
+    if product is not None and product.shape[0] != x.shape[0] and product.shape[1] != 1:
+        product = xp.broadcast_to(product, x.shape)  # (1, C) alone: one weight per column
+    return product
+
+
+def check_loss_overflow(checks: "Checks", per_example: Array) -> None:
+    """Register the check that no per-example loss overflowed (NaN or inf from finite inputs).
+
+    Registered after the checks of the inputs, so that a non-finite input is
+    reported as such; what remains is a loss too large for its dtype.
+    """
+    if not per_example.size:
+        return
+    xp = checks.xp
+
+    def describe() -> Optional[str]:
+        if bool(xp.isfinite(per_example).all()):
+            return None  # finite losses whose float64 sum overflows: the reported loss is inf, honestly
+        hint = "; scale them down or compute in float64" if per_example.dtype.itemsize < 8 else ""
+        return f"give a loss that overflows {per_example.dtype}: they are too far from the truths{hint}"
+
+    checks.fail_if(~xp.isfinite(per_example.sum(dtype=xp.float64)), "guesses", describe)
+
+
+def elementwise_grad(grad: Optional[Array], guesses: Array) -> Optional[Array]:
+    """A gradient of the ``(N, C)`` work array in the guesses' shape and dtype.
+
+    For float16 guesses (computed in float32) the gradient saturates at
+    float16's largest value instead of becoming infinite: probabilities of
+    exactly 0 or 1 give gradients up to ``1 / PROB_EPS`` (1e7).
+    """
+    if grad is None:
+        return None
+    if guesses.dtype.itemsize < 4:
+        big = float(numpy.finfo(guesses.dtype).max)
+        grad = array_module(grad).clip(grad, -big, big)
+    return restore_dtype(grad.reshape(guesses.shape), guesses)
+
+
+# Sequence containers ------------------------------------------------------------
+#
+# A batch of sequences arrives as a list of (T_i, C) arrays, a ``Ragged``
+# (rows of all sequences, and their lengths), a ``Padded`` (Thinc's
+# time-major (T, B, C) batch, what its LSTM layers emit) or a tuple
+# ``(array, lengths)`` of a batch-major padded (B, T, C) array (Gluon's NTC
+# layout) and the length of each sequence. Calculators score the list and
+# hand the gradients back in the container the guesses came in.
+
+
+def _host_ints(name: str, arg: str, values) -> numpy.ndarray:
+    host = values.get() if hasattr(values, "get") else numpy.asarray(values)
+    if host.dtype.kind not in "iu" or host.ndim != 1:
+        raise call_error(name, arg, f"must be a 1-d array of int lengths, got {host.dtype} of shape {host.shape}", TypeError)
+    if (host < 0).any():
+        raise call_error(name, arg, "must not hold negative lengths")
+    return host.astype("int64")
+
+
+def unpack_sequences(name: str, guesses: Any) -> Tuple[List[Array], Callable[[List[Array]], Any]]:
+    """``(sequences, pack)``: the guesses as a list of (T_i, C) arrays in example
+    order, and a function turning one gradient per sequence into the guesses' container."""
+    if isinstance(guesses, Ragged):
+        data = guesses.dataXd
+        float_array(name, "guesses", data, ndim=2)
+        lengths = _host_ints(name, "guesses", guesses.lengths)
+        if int(lengths.sum()) != data.shape[0]:
+            raise call_error(
+                name, "guesses", f"is a Ragged whose lengths add up to {int(lengths.sum())}, but its data has {data.shape[0]} rows"
+            )
+        bounds = numpy.concatenate([[0], numpy.cumsum(lengths)]).tolist()
+        sequences = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        xp = array_module(data)
+
+        def pack_ragged(grads):
+            grad = xp.concatenate(grads) if grads else xp.zeros(data.shape, dtype=data.dtype)
+            return Ragged(grad, guesses.lengths)
+
+        return sequences, pack_ragged
+    if isinstance(guesses, Padded):
+        data = guesses.data
+        float_array(name, "guesses", data, ndim=3)
+        lengths = _host_ints(name, "guesses", guesses.lengths)
+        indices = _host_ints(name, "guesses", guesses.indices)
+        n_steps, n_seqs = data.shape[:2]
+        if len(lengths) != n_seqs or len(indices) != n_seqs or sorted(indices.tolist()) != list(range(n_seqs)):
+            raise call_error(name, "guesses", f"is a Padded whose lengths/indices do not describe its {n_seqs} sequences")
+        if n_seqs and int(lengths.max()) > n_steps:
+            raise call_error(name, "guesses", f"is a Padded with a sequence of {int(lengths.max())} steps but {n_steps} time steps")
+        sequences: List[Array] = [None] * n_seqs
+        for column, (index, length) in enumerate(zip(indices.tolist(), lengths.tolist())):
+            sequences[index] = data[:length, column]
+        xp = array_module(data)
+
+        def pack_padded(grads):
+            grad = xp.zeros(data.shape, dtype=data.dtype)
+            for column, (index, length) in enumerate(zip(indices.tolist(), lengths.tolist())):
+                grad[:length, column] = grads[index]
+            return Padded(grad, guesses.size_at_t, guesses.lengths, guesses.indices)
+
+        return sequences, pack_padded
+    if isinstance(guesses, tuple) and len(guesses) == 2 and is_array(guesses[0]) and guesses[0].ndim == 3:
+        data, lengths = guesses
+        float_array(name, "guesses", data, ndim=3)
+        lengths = _host_ints(name, "guesses", lengths if is_array(lengths) else numpy.asarray(lengths, dtype="int64"))
+        n_seqs, n_steps = data.shape[:2]
+        if len(lengths) != n_seqs or (n_seqs and int(lengths.max()) > n_steps):
+            raise call_error(
+                name, "guesses", f"is a padded ({n_seqs}, {n_steps}, C) array whose lengths {lengths.tolist()} do not fit it"
+            )
+        sequences = [data[i, :length] for i, length in enumerate(lengths.tolist())]
+        xp = array_module(data)
+
+        def pack_array(grads):
+            grad = xp.zeros(data.shape, dtype=data.dtype)
+            for i, length in enumerate(lengths.tolist()):
+                grad[i, :length] = grads[i]
+            return grad
+
+        return sequences, pack_array
+    return sequence_list(name, guesses), list

@@ -7,186 +7,92 @@ have the guesses' shape and hold targets in ``[0, 1]`` (soft targets allowed).
 
 The loss of an *example* is the sum of its row's elementwise terms; with
 ``normalize`` the loss and the gradient are divided by the number of rows N.
-The margin-based losses (hinge, logistic, multi-class margin) live in
-:mod:`thinc_losses_plus.margin` and share the input helpers of
-:mod:`thinc_losses_plus._binary_inputs`.
+The classes here hold settings and validate inputs; the maths lives in
+:mod:`thinc_losses_plus.functional.sigmoid`. The margin-based losses (hinge,
+logistic, multi-class margin) live in :mod:`thinc_losses_plus.margin`.
 """
 import math
-from typing import List, Optional
+from numbers import Real
+from typing import Any, List, Optional, Union
 
 import numpy
-from thinc.backends import get_array_ops
 
-from ._binary_inputs import (
-    PROB_EPS,
-    ElementwiseCalculator,
-    Weights,
-    check_missing_target,
-    check_weights,
-    column_array,
-    combine_weights,
+from ._checks import call_error, check_bool, check_float, setting_error
+from ._core import LossCalculator, elementwise_result
+from ._inputs import (
+    Checks,
+    ElementwiseRows,
+    array_module,
+    check_loss_overflow,
+    elementwise_grad,
     elementwise_inputs,
-    finish,
-    sigmoid_from_parts,
-    sigmoid_targets,
-    softplus_parts,
+    elementwise_weights,
+    is_array,
 )
-from ._checks import check_bool, check_float
-from ._inputs import prepare_sample_weight
-from .labels import ClassWeights, LabelScheme, NamedColumns, class_weight_list
+from .functional.sigmoid import (
+    PROB_EPS,
+    binary_cross_entropy,
+    binary_focal_loss,
+    focal_alpha_weights,
+    sigmoid_cross_entropy_with_logits,
+    sigmoid_focal_loss_with_logits,
+)
+from .labels import ClassWeights, LabelScheme, NamedColumns, check_missing_target
 
-# Maths ---------------------------------------------------------------------
+__all__ = ["BinaryCrossentropy", "BinaryFocalCrossentropy", "PROB_EPS"]
+
+Weights = Optional[Union[float, List[float]]]
 
 
-def sigmoid_cross_entropy_with_logits(x, t, *, pos_weight=None, want_grad: bool = True):
-    """Elementwise ``-[pw t log s(x) + (1 - t) log(1 - s(x))]`` and its derivative.
+# Settings and inputs ---------------------------------------------------------
 
-    Stable for any logit: ``-log s(x) = softplus(x) - x`` and
-    ``-log(1 - s(x)) = softplus(x)``. The derivative with respect to ``x`` is
-    ``s(x) (1 + (pw - 1) t) - pw t`` (``s(x) - t`` without ``pos_weight``).
-    Returns ``(grad or None, loss)``.
+
+def check_weights(name: str, arg: str, value: Any, *, allow_scalar: bool) -> Weights:
+    """Validate a non-negative weight, or a non-empty list (or 1-d array) of them, one per column."""
+    if value is None:
+        return None
+    if allow_scalar and isinstance(value, Real) and not isinstance(value, bool):
+        return check_float(name, arg, value, low=0.0, high=math.inf, high_open=True)
+    if is_array(value) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, (list, tuple)) and value:
+        return [check_float(name, arg, v, low=0.0, high=math.inf, high_open=True) for v in value]
+    kind = "a number or a non-empty list of numbers" if allow_scalar else "a non-empty list of numbers"
+    raise setting_error(name, arg, f"must be {kind} (one per column), got {value!r}", TypeError)
+
+
+def column_array(name: str, arg: str, values: Weights, n_columns: int, xp, dtype):
+    """A per-column setting as a C-contiguous ``(1, C)`` array (a number stays a float)."""
+    if values is None or isinstance(values, float):
+        return values
+    if len(values) != n_columns:
+        raise call_error(name, arg, f"has {len(values)} entries but the guesses have {n_columns} columns")
+    return xp.asarray(values, dtype=dtype).reshape(1, n_columns)
+
+
+def sigmoid_targets(checks: Checks, x, t, *, from_logits: bool, missing_value: Optional[float]):
+    """Mask missing targets and register the checks of guesses and targets.
+
+    Returns ``(t, keep)``: ``t`` with missing entries set to 0, and ``keep``
+    (1 where the target counts, 0 where it is missing), or None without a
+    ``missing_value``.
     """
-    xp = get_array_ops(x).xp
-    loss, e = softplus_parts(x, xp)
-    scale = None
-    if pos_weight is None:
-        pt = t
+    keep = None
+    if missing_value is not None:
+        keep = (t != missing_value).astype(t.dtype)
+        t = t * keep
+    if from_logits:
+        checks.finite("guesses", x)
     else:
-        pt = pos_weight * t
-        scale = pt - t
-        scale += 1.0  # (1 - t) + pw t
-        loss *= scale
-    buf = xp.multiply(pt, x)
-    loss -= buf
-    if not want_grad:
-        return None, loss
-    grad = sigmoid_from_parts(x, e, xp)
-    if scale is not None:
-        grad *= scale
-    grad -= pt
-    return grad, loss
-
-
-def binary_cross_entropy(p, t, *, pos_weight=None, want_grad: bool = True, eps: float = PROB_EPS):
-    """Elementwise ``-[pw t log p + (1 - t) log(1 - p)]`` and ``d/dp``.
-
-    ``p`` is clipped to ``[eps, 1 - eps]`` first; the loss and the gradient
-    ``-pw t / p + (1 - t) / (1 - p)`` are both evaluated at the clipped ``p``.
-    Returns ``(grad or None, loss)``.
-    """
-    xp = get_array_ops(p).xp
-    p = xp.clip(p, eps, 1.0 - eps)
-    pt = t if pos_weight is None else pos_weight * t
-    rest = 1.0 - t
-    loss = xp.log(p)
-    loss *= pt
-    buf = xp.negative(p)
-    xp.log1p(buf, out=buf)
-    buf *= rest
-    loss += buf
-    xp.negative(loss, out=loss)
-    if not want_grad:
-        return None, loss
-    grad = xp.subtract(1.0, p, out=buf)
-    xp.divide(rest, grad, out=grad)
-    grad -= xp.divide(pt, p, out=rest)
-    return grad, loss
-
-
-def power(q, gamma: float):
-    """``q ** gamma`` with the common exponents computed by multiplication
-    (numpy's general ``pow`` is ~30x slower than a product)."""
-    if gamma == 0.0:
-        return get_array_ops(q).xp.ones_like(q)
-    if gamma == 1.0:
-        return q.copy()
-    if gamma == 2.0:
-        return q * q
-    if gamma == 3.0:
-        return q * q * q
-    return q**gamma
-
-
-def _add_focusing_term(grad, ratio, modulator, t, ce, gamma: float, xp) -> None:
-    """``grad += gamma * ratio * modulator * (1 - 2t) * ce``, reusing ``ratio``."""
-    ratio *= modulator
-    ratio *= ce
-    one_minus_2t = xp.multiply(t, -2.0)
-    one_minus_2t += 1.0
-    ratio *= one_minus_2t
-    ratio *= gamma
-    grad += ratio
-
-
-def sigmoid_focal_loss_with_logits(x, t, *, gamma: float, want_grad: bool = True):
-    """Elementwise ``(1 - p_t)^gamma * ce`` on logits, and ``d/dx``.
-
-    ``ce`` is the binary cross-entropy of ``s(x)`` and ``1 - p_t = s(x)(1 - t)
-    + s(-x) t`` (torchvision's ``sigmoid_focal_loss``, before ``alpha``). With
-    ``q = 1 - p_t`` the derivative is ``q^gamma (s(x) - t) + gamma q^gamma
-    (s(x) s(-x) / q) (1 - 2t) ce``; ``s(x) s(-x) / q <= 2`` is computed
-    directly, so saturated logits stay finite. Returns ``(grad or None, loss)``.
-    """
-    xp = get_array_ops(x).xp
-    ce, e = softplus_parts(x, xp)
-    ce -= xp.multiply(t, x)
-    sig_neg = xp.clip(x, 0.0, math.inf)  # s(-x) = exp(-max(x, 0)) / (1 + e), no cancellation
-    xp.negative(sig_neg, out=sig_neg)
-    xp.exp(sig_neg, out=sig_neg)
-    sig = sigmoid_from_parts(x, e, xp)  # e is now 1 + e
-    sig_neg /= e
-    q = xp.subtract(1.0, t, out=e)
-    q *= sig
-    q += xp.multiply(sig_neg, t)
-    modulator = power(q, gamma)
-    loss = modulator * ce
-    if not want_grad:
-        return None, loss
-    ratio = None
-    if gamma:
-        ratio = sig_neg
-        ratio *= sig
-        ratio /= xp.clip(q, float(numpy.finfo(q.dtype).tiny), math.inf, out=q)
-    grad = sig
-    grad -= t
-    grad *= modulator
-    if ratio is not None:
-        _add_focusing_term(grad, ratio, modulator, t, ce, gamma, xp)
-    return grad, loss
-
-
-def binary_focal_loss(p, t, *, gamma: float, want_grad: bool = True, eps: float = PROB_EPS):
-    """Elementwise ``(1 - p_t)^gamma * ce`` on probabilities, and ``d/dp``.
-
-    ``p`` is clipped to ``[eps, 1 - eps]`` (so ``q = 1 - p_t >= eps``); with
-    ``ce = -[t log p + (1 - t) log(1 - p)]`` the derivative is ``q^gamma
-    (-t/p + (1 - t)/(1 - p)) + gamma q^(gamma - 1) (1 - 2t) ce``, evaluated
-    at the clipped ``p``. Returns ``(grad or None, loss)``.
-    """
-    xp = get_array_ops(p).xp
-    _, ce = binary_cross_entropy(p, t, want_grad=False, eps=eps)
-    p = xp.clip(p, eps, 1.0 - eps)
-    rest = 1.0 - t
-    q = p * rest
-    one_minus_p = xp.subtract(1.0, p)
-    q += xp.multiply(one_minus_p, t)
-    modulator = power(q, gamma)
-    loss = modulator * ce
-    if not want_grad:
-        return None, loss
-    grad = xp.divide(rest, one_minus_p, out=one_minus_p)
-    grad -= xp.divide(t, p, out=rest)
-    grad *= modulator
-    if gamma:
-        ratio = xp.divide(1.0, q, out=q)
-        _add_focusing_term(grad, ratio, modulator, t, ce, gamma, xp)
-    return grad, loss
+        checks.within("guesses", x, 0.0, 1.0, " (probabilities; pass from_logits=True for logits)")
+    checks.within("truths", t, 0.0, 1.0, "" if missing_value is None else f" or equal missing_value={missing_value:g}")
+    return t, keep
 
 
 # Calculators ---------------------------------------------------------------
 
 
-class BinaryCrossentropy(NamedColumns, ElementwiseCalculator):
+class BinaryCrossentropy(NamedColumns, ElementwiseRows, LossCalculator):
     """Binary cross-entropy of independent sigmoid outputs (binary and multi-label).
 
     For guesses ``p`` (probabilities) and targets ``t`` in ``[0, 1]``, each entry
@@ -269,24 +175,27 @@ class BinaryCrossentropy(NamedColumns, ElementwiseCalculator):
         self.labels = LabelScheme(self.name, names=names, class_weights=class_weights)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
-        x, t, xp = elementwise_inputs(self.name, guesses, truths)
-        t, keep = sigmoid_targets(self.name, x, t, xp, from_logits=self.from_logits, missing_value=self.missing_value)
+        x, t = elementwise_inputs(self.name, guesses, truths)
+        xp = array_module(x)
         n_columns = x.shape[1]
         self.labels.check_n_classes(n_columns)
         pos_weight = column_array(self.name, "pos_weight", self.pos_weight, n_columns, xp, x.dtype)
-        class_weights = None
-        if self.class_weights is not None:
-            per_column = class_weight_list(self.name, self.class_weights, self.names, n_columns)
-            class_weights = column_array(self.name, "class_weights", per_column, n_columns, xp, x.dtype)
-        weight = combine_weights(keep, class_weights, prepare_sample_weight(self.name, sample_weight, x.shape, xp, x.dtype))
+        class_weights = self.labels.class_weight_array(n_columns, xp, x.dtype)
+        checks = Checks(self.name, xp)
+        t, keep = sigmoid_targets(checks, x, t, from_logits=self.from_logits, missing_value=self.missing_value)
+        weights = elementwise_weights(self.name, sample_weight, guesses, x, checks, keep, class_weights)
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         maths = sigmoid_cross_entropy_with_logits if self.from_logits else binary_cross_entropy
-        grad, loss = maths(x, t, pos_weight=pos_weight, want_grad=want_grad)
-        return finish(grad, loss, weight, divisor, guesses)
+        with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
+            grad, loss = maths(xp, x, t, pos_weight=pos_weight, want_grad=want_grad)
+            grad, per_example = elementwise_result(loss, grad, weights, divisor)
+        check_loss_overflow(checks, per_example)
+        checks.run()
+        return elementwise_grad(grad, guesses), per_example
 
 
-class BinaryFocalCrossentropy(ElementwiseCalculator):
+class BinaryFocalCrossentropy(ElementwiseRows, LossCalculator):
     """Focal loss of independent sigmoid outputs (Lin et al., RetinaNet).
 
     Each entry contributes ``a_t (1 - p_t)^gamma ce``, where ``ce`` is the
@@ -355,12 +264,16 @@ class BinaryFocalCrossentropy(ElementwiseCalculator):
         self.missing_value = check_missing_target(self.name, missing_value)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
-        x, t, xp = elementwise_inputs(self.name, guesses, truths)
-        t, keep = sigmoid_targets(self.name, x, t, xp, from_logits=self.from_logits, missing_value=self.missing_value)
-        balance = None
-        if self.alpha is not None:
-            balance = (1.0 - self.alpha) + (2.0 * self.alpha - 1.0) * t  # alpha t + (1 - alpha)(1 - t)
-        weight = combine_weights(keep, balance, prepare_sample_weight(self.name, sample_weight, x.shape, xp, x.dtype))
+        x, t = elementwise_inputs(self.name, guesses, truths)
+        xp = array_module(x)
+        checks = Checks(self.name, xp)
+        t, keep = sigmoid_targets(checks, x, t, from_logits=self.from_logits, missing_value=self.missing_value)
+        balance = None if self.alpha is None else focal_alpha_weights(xp, t, self.alpha)
+        weights = elementwise_weights(self.name, sample_weight, guesses, x, checks, keep, balance)
         maths = sigmoid_focal_loss_with_logits if self.from_logits else binary_focal_loss
-        grad, loss = maths(x, t, gamma=self.gamma, want_grad=want_grad)
-        return finish(grad, loss, weight, divisor, guesses)
+        with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
+            grad, loss = maths(xp, x, t, gamma=self.gamma, want_grad=want_grad)
+            grad, per_example = elementwise_result(loss, grad, weights, divisor)
+        check_loss_overflow(checks, per_example)
+        checks.run()
+        return elementwise_grad(grad, guesses), per_example

@@ -6,137 +6,87 @@ guesses ``(N,)`` or ``(N, C)`` of scores, truths of the same shape holding
 labels, the loss of an example is the sum over the columns of its row and
 ``normalize`` divides by the number of rows N. :class:`MultiMargin` takes one
 class index per row. Every gradient is the exact derivative with respect to
-the scores (0 at the kink of a hinge, as PyTorch's ``relu``).
+the scores (0 at the kink of a hinge, as PyTorch's ``relu``). The classes
+here hold settings and validate inputs; the maths lives in
+:mod:`thinc_losses_plus.functional.sigmoid`.
 """
 import math
 from typing import Any, List, Optional, Union
 
-from thinc.backends import get_array_ops
+import numpy
 
 from ._checks import call_error, check_choice, check_float, check_int
-from ._core import LossCalculator
-from ._inputs import as_compute_dtype, check_finite, float_array, prepare_sample_weight, restore_dtype
-from ._binary_inputs import (
-    ElementwiseCalculator,
-    combine_weights,
+from ._core import LossCalculator, elementwise_result
+from ._inputs import (
+    Checks,
+    ElementwiseRows,
+    array_module,
+    check_loss_overflow,
+    elementwise_grad,
     elementwise_inputs,
-    finish,
-    host_flags,
-    sigmoid_from_parts,
-    softplus_parts,
+    elementwise_weights,
+    float_array,
+    float_guesses,
+    restore_dtype,
 )
-from .labels import ClassWeights, LabelScheme, check_class_weights, class_weight_list
+from .functional.sigmoid import hinge_loss, logistic_loss, multi_margin_loss
+from .labels import ClassWeights, LabelledColumns, LabelScheme
 
+__all__ = ["Hinge", "SquaredHinge", "LogisticLoss", "MultiMargin"]
+
+LABELS_EXPECTED = {"signed": "-1 or 1", "binary": "0 or 1", "either": "-1/1 or 0/1"}
 
 
 def check_margin(name: str, margin: Any) -> float:
     return check_float(name, "margin", margin, low=0.0, high=math.inf, high_open=True)
 
 
-def signed_labels(name: str, x, t, xp, *, label_format: str):
-    """Check finite scores and labels; return the labels as signs -1/+1.
+def label_ok(t, label_format: str):
+    """Bool array: the entries of ``t`` that are labels of ``label_format``."""
+    is_one = t == 1
+    if label_format == "signed":
+        return is_one | (t == -1)
+    if label_format == "binary":
+        return is_one | (t == 0)
+    return is_one | (t == -1) | (t == 0)
+
+
+def signed_labels(checks: Checks, x, t, *, label_format: str):
+    """Register the checks of scores and labels; return the labels as signs -1/+1.
 
     ``label_format``: ``"signed"`` (-1/1), ``"binary"`` (0/1, mapped to
-    -1/1) or ``"either"`` (whichever the batch uses; mixing -1 and 0 is refused).
+    -1/1) or ``"either"`` (whichever the batch uses; mixing -1 and 0 is
+    refused). Which one an ``"either"`` batch uses is decided on the device,
+    so that the checks still take one transfer.
     """
-    if not x.size:
+    checks.finite("guesses", x)
+    if not t.size:
         return t
-    is_one, is_neg, is_zero = t == 1, t == -1, t == 0
-    if label_format == "signed":
-        ok = is_one | is_neg
-    elif label_format == "binary":
-        ok = is_one | is_zero
-    else:
-        ok = is_one | is_neg | is_zero
-    bad_x, bad_t, has_neg, has_zero = host_flags(
-        xp, ~xp.isfinite(x.sum(dtype=xp.float64)), ~ok.all(), is_neg.any(), is_zero.any()
-    )
-    if bad_x:
-        raise call_error(name, "guesses", "contains NaN or infinite values")
-    if bad_t:
+    xp = checks.xp
+
+    def describe() -> str:  # slow path, after a failure: recompute what is wrong
         if not bool(xp.isfinite(t).all()):
-            raise call_error(name, "truths", "contains NaN or infinite values")
-        value = float(t[~ok].reshape(-1)[0])
-        expected = {"signed": "-1 or 1", "binary": "0 or 1", "either": "-1/1 or 0/1"}[label_format]
-        raise call_error(name, "truths", f"must hold labels {expected}, got {value:g}")
-    if label_format == "either" and has_neg and has_zero:
-        raise call_error(name, "truths", "mixes -1 and 0 labels: use -1/1 or 0/1, not both")
-    if label_format == "binary" or (label_format == "either" and has_zero):
+            return "contains NaN or infinite values"
+        value = float(t[~label_ok(t, label_format)].reshape(-1)[0])
+        return f"must hold labels {LABELS_EXPECTED[label_format]}, got {value:g}"
+
+    checks.fail_if(~label_ok(t, label_format).all(), "truths", describe)
+    if label_format == "signed":
+        return t
+    if label_format == "binary":
         return 2.0 * t - 1.0
-    return t
-
-
-# Maths ---------------------------------------------------------------------
-
-
-def hinge_loss(x, signs, *, margin: float, squared: bool, want_grad: bool = True):
-    """Elementwise ``max(0, margin - y x)`` (squared: its square) and ``d/dx``.
-
-    The derivative is ``-y`` where ``margin - y x > 0`` and 0 elsewhere
-    (squared: ``-2 y max(0, margin - y x)``). Returns ``(grad or None, loss)``.
-    """
-    xp = get_array_ops(x).xp
-    slack = xp.multiply(signs, x)
-    xp.subtract(margin, slack, out=slack)
-    active = xp.clip(slack, 0.0, math.inf)  # faster than maximum in numpy
-    if squared:
-        loss = active * active
-        grad = xp.multiply(signs, active, out=slack) if want_grad else None
-        grad_scale = -2.0
-    else:
-        loss = active
-        grad = xp.multiply(signs, slack > 0, out=slack) if want_grad else None
-        grad_scale = -1.0
-    if grad is not None:
-        grad *= grad_scale
-    return grad, loss
-
-
-def logistic_loss(x, signs, *, want_grad: bool = True):
-    """Elementwise ``log(1 + exp(-y x))`` (stable softplus) and ``-y s(-y x)``."""
-    xp = get_array_ops(x).xp
-    z = xp.multiply(signs, x)
-    xp.negative(z, out=z)
-    loss, e = softplus_parts(z, xp)
-    if not want_grad:
-        return None, loss
-    grad = sigmoid_from_parts(z, e, xp)
-    grad *= signs
-    xp.negative(grad, out=grad)
-    return grad, loss
-
-
-def multi_margin_loss(x, labels, *, p: int, margin: float, weight=None, want_grad: bool = True, scale: float = 1.0):
-    """PyTorch's ``multi_margin_loss`` per row, and ``d/dx`` times ``scale``.
-
-    Row loss: ``sum_{i != y} w_i max(0, margin - x_y + x_i)^p / C``, where
-    ``weight`` (broadcast to ``(N, C)``) gives ``w``. The derivative with
-    respect to ``x_i`` (``i != y``) is ``w_i p h_i^(p-1) [h_i > 0] / C`` and
-    ``x_y`` gets minus their sum. Returns ``(grad or None, per-row losses)``.
-    """
-    xp = get_array_ops(x).xp
-    n, c = x.shape
-    c = max(c, 1)  # (0, 0) guesses: nothing to divide
-    rows = xp.arange(n)
-    slack = x + (margin - x[rows, labels])[:, None]
-    slack[rows, labels] = 0.0  # the gold class has no term
-    active = xp.clip(slack, 0.0, math.inf)  # faster than maximum in numpy
-    terms = active * active if p == 2 else active  # p = 1: active is not needed again
-    if weight is not None:
-        terms *= weight
-    per_example = terms.sum(axis=1) / c
-    if not want_grad:
-        return None, per_example
-    grad = 2.0 * active if p == 2 else (slack > 0).astype(x.dtype)
-    grad *= scale / c if weight is None else weight * (scale / c)
-    grad[rows, labels] = -grad.sum(axis=1)
-    return grad, per_example
+    has_zero = (t == 0).any()
+    checks.fail_if((t == -1).any() & has_zero, "truths", lambda: "mixes -1 and 0 labels: use -1/1 or 0/1, not both")
+    shift = has_zero.astype(t.dtype)  # 1 for 0/1 labels: signs 2t - 1; 0 for -1/1 labels: t
+    signs = t * (shift + 1.0)
+    signs -= shift
+    return signs
 
 
 # Calculators ---------------------------------------------------------------
 
 
-class _Hinge(ElementwiseCalculator):
+class _Hinge(ElementwiseRows, LossCalculator):
     squared = False
 
     def __init__(self, *, normalize: bool = True, margin: float = 1.0):
@@ -144,11 +94,16 @@ class _Hinge(ElementwiseCalculator):
         self.margin = check_margin(self.name, margin)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
-        x, t, xp = elementwise_inputs(self.name, guesses, truths)
-        signs = signed_labels(self.name, x, t, xp, label_format="either")
-        weight = prepare_sample_weight(self.name, sample_weight, x.shape, xp, x.dtype)
-        grad, loss = hinge_loss(x, signs, margin=self.margin, squared=self.squared, want_grad=want_grad)
-        return finish(grad, loss, weight, divisor, guesses)
+        x, t = elementwise_inputs(self.name, guesses, truths)
+        checks = Checks(self.name, array_module(x))
+        signs = signed_labels(checks, x, t, label_format="either")
+        weights = elementwise_weights(self.name, sample_weight, guesses, x, checks)
+        with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
+            grad, loss = hinge_loss(checks.xp, x, signs, margin=self.margin, squared=self.squared, want_grad=want_grad)
+            grad, per_example = elementwise_result(loss, grad, weights, divisor)
+        check_loss_overflow(checks, per_example)  # the squared hinge of scores near 1e20 overflows float32
+        checks.run()
+        return elementwise_grad(grad, guesses), per_example
 
 
 class Hinge(_Hinge):
@@ -232,7 +187,7 @@ class SquaredHinge(_Hinge):
     squared = True
 
 
-class LogisticLoss(ElementwiseCalculator):
+class LogisticLoss(ElementwiseRows, LossCalculator):
     """Logistic loss on raw scores (MXNet Gluon's ``LogisticLoss``), registered as ``Logistic.v1``.
 
     Each entry contributes ``log(1 + exp(-y x))`` for the score ``x`` and
@@ -277,14 +232,19 @@ class LogisticLoss(ElementwiseCalculator):
         self.label_format = check_choice(self.name, "label_format", label_format, ("signed", "binary"))
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
-        x, t, xp = elementwise_inputs(self.name, guesses, truths)
-        signs = signed_labels(self.name, x, t, xp, label_format=self.label_format)
-        weight = prepare_sample_weight(self.name, sample_weight, x.shape, xp, x.dtype)
-        grad, loss = logistic_loss(x, signs, want_grad=want_grad)
-        return finish(grad, loss, weight, divisor, guesses)
+        x, t = elementwise_inputs(self.name, guesses, truths)
+        checks = Checks(self.name, array_module(x))
+        signs = signed_labels(checks, x, t, label_format=self.label_format)
+        weights = elementwise_weights(self.name, sample_weight, guesses, x, checks)
+        with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
+            grad, loss = logistic_loss(checks.xp, x, signs, want_grad=want_grad)
+            grad, per_example = elementwise_result(loss, grad, weights, divisor)
+        check_loss_overflow(checks, per_example)
+        checks.run()
+        return elementwise_grad(grad, guesses), per_example
 
 
-class MultiMargin(LossCalculator):
+class MultiMargin(LabelledColumns, LossCalculator):
     """Multi-class margin loss on raw scores (PyTorch ``MultiMarginLoss``).
 
     For scores ``x`` (one row per example) and the gold class ``y`` of the
@@ -345,31 +305,33 @@ class MultiMargin(LossCalculator):
         super().__init__(normalize=normalize)
         self.p = check_choice(self.name, "p", check_int(self.name, "p", p), (1, 2))
         self.margin = check_margin(self.name, margin)
-        self._labels = LabelScheme(self.name, names=names, missing_value=missing_value)
-        self.names = self._labels.names
-        self.missing_value = self._labels.missing_value
-        self.class_weights = check_class_weights(self.name, class_weights, self.names)
+        self.labels = LabelScheme(self.name, names=names, missing_value=missing_value, class_weights=class_weights)
 
     def count_examples(self, guesses) -> int:
         return int(float_array(self.name, "guesses", guesses, ndim=2).shape[0])
 
-    def _class_weight_array(self, n_classes: int, xp, dtype):
-        return xp.asarray(class_weight_list(self.name, self.class_weights, self.names, n_classes), dtype=dtype)
-
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
-        float_array(self.name, "guesses", guesses, ndim=2)
-        xp = get_array_ops(guesses).xp
-        x = as_compute_dtype(guesses)
+        x = float_guesses(self.name, "guesses", guesses, ndims=(2,))
+        xp = array_module(x)
         n, c = x.shape
-        self._labels.check_n_classes(c)
-        labels = self._labels.to_indices(truths, n, c, xp)
-        check_finite(self.name, "guesses", x)
+        if n and not c:
+            raise call_error(self.name, "guesses", f"must have at least one column (one per class), got shape {(n, c)}")
+        self.labels.check_n_classes(c)
+        gold_weights = self.labels.class_weight_array(c, xp, x.dtype)
+        checks = Checks(self.name, xp)
+        labels = self.labels.to_indices(truths, n, c, xp, checks)
+        checks.finite("guesses", x)
+        # Out-of-range labels fail the checks, which run after the maths (one
+        # transfer in all): until then, index with labels clipped into range.
+        indices = xp.clip(labels.indices, 0, max(c - 1, 0))
         keep = None if labels.missing is None else (~labels.missing).astype(x.dtype)[:, None]
-        gold_weight = None
-        if self.class_weights is not None:
-            gold_weight = self._class_weight_array(c, xp, x.dtype)[labels.indices][:, None]
-        weight = combine_weights(keep, gold_weight, prepare_sample_weight(self.name, sample_weight, x.shape, xp, x.dtype))
-        grad, per_example = multi_margin_loss(
-            x, labels.indices, p=self.p, margin=self.margin, weight=weight, want_grad=want_grad, scale=1.0 / divisor
-        )
+        if gold_weights is not None:
+            gold_weights = gold_weights[0][indices][:, None]
+        weights = elementwise_weights(self.name, sample_weight, guesses, x, checks, keep, gold_weights)
+        with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
+            grad, per_example = multi_margin_loss(
+                xp, x, indices, p=self.p, margin=self.margin, weights=weights, divisor=divisor, want_grad=want_grad
+            )
+        check_loss_overflow(checks, per_example)  # p = 2 squares score differences: 1e20 overflows float32
+        checks.run()
         return restore_dtype(grad, guesses), per_example

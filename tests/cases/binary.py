@@ -9,7 +9,7 @@ import numpy
 from battery import Case
 
 C = 5  # columns of the multi-label cases
-EPS = 1e-7  # the documented probability clip (thinc_losses_plus._binary_inputs.PROB_EPS)
+EPS = 1e-7  # the documented probability clip (thinc_losses_plus.functional.sigmoid.PROB_EPS)
 
 
 # Inputs ---------------------------------------------------------------------

@@ -1,0 +1,346 @@
+"""Maths of the sigmoid family and of the margin losses: plain functions.
+
+Every loss function takes the array module ``xp`` of its inputs first (as
+Thinc's ``ops``), then the guesses and the targets, then keyword-only
+settings and ``want_grad``, and returns ``(grad or None, losses)``:
+
+* elementwise losses (cross-entropy, focal, hinge, logistic) take ``(N, C)``
+  guesses and targets and return the **elementwise** loss and its derivative
+  with respect to the guesses, both ``(N, C)``, unweighted and undivided
+  (the caller weights, divides and sums the rows:
+  :func:`thinc_losses_plus._core.elementwise_result`);
+* :func:`multi_margin_loss` couples the columns of a row, so it takes the
+  weights and the divisor itself and returns the **row** losses ``(N,)`` and
+  the finished gradient.
+
+Nothing here checks values or parses labels (the input layer and the label
+layer do), and nothing writes into an input: the functions work in place
+only on arrays they allocated. At 4096x50 the cost of fresh temporaries
+(page faults) is comparable to the arithmetic, and numpy's ``clip`` is many
+times faster than ``maximum``/``minimum`` or masked selects (``where``).
+"""
+import math
+
+import numpy
+
+#: Probabilities are clipped to ``[PROB_EPS, 1 - PROB_EPS]`` (Keras' epsilon)
+#: so that ``p = 0`` or ``p = 1`` gives a finite loss and gradient; 1e-7 is
+#: about the smallest margin for which ``1 - PROB_EPS < 1`` in float32.
+PROB_EPS = 1e-7
+
+
+# Building blocks ---------------------------------------------------------------
+
+
+def exp_neg_abs(xp, x):
+    """``exp(-|x|)``, in ``(0, 1]`` for any ``x``; a fresh array."""
+    e = xp.abs(x)
+    xp.negative(e, out=e)
+    return xp.exp(e, out=e)
+
+
+def softplus_parts(xp, x):
+    """``(softplus(x), exp(-|x|))``, stable for any ``x``: ``max(x, 0) + log1p(exp(-|x|))``.
+
+    >>> import numpy
+    >>> softplus, _ = softplus_parts(numpy, numpy.asarray([-1e4, 0.0, 1e4]))
+    >>> softplus.tolist() == [0.0, numpy.log(2.0), 1e4]
+    True
+    """
+    e = exp_neg_abs(xp, x)
+    softplus = xp.clip(x, 0.0, math.inf)
+    softplus += xp.log1p(e)
+    return softplus, e
+
+
+def sigmoid_from_parts(xp, x, e):
+    """``sigmoid(x) = exp(min(x, 0)) / (1 + exp(-|x|))`` from ``e = exp(-|x|)``.
+
+    No overflow and no cancellation for any ``x``. ``e`` is overwritten
+    with ``1 + e``.
+    """
+    sig = xp.clip(x, -math.inf, 0.0)
+    xp.exp(sig, out=sig)
+    e += 1.0
+    sig /= e
+    return sig
+
+
+def power(xp, q, gamma: float):
+    """``q ** gamma``, a fresh array; the common exponents by multiplication
+    (numpy's general ``pow`` is ~30x slower than a product)."""
+    if gamma == 0.0:
+        return xp.ones_like(q)
+    if gamma == 1.0:
+        return q.copy()
+    if gamma == 2.0:
+        return q * q
+    if gamma == 3.0:
+        return q * q * q
+    return q**gamma
+
+
+def focal_alpha_weights(xp, targets, alpha: float):
+    """RetinaNet's balance ``a_t = alpha t + (1 - alpha)(1 - t)``, elementwise."""
+    return (1.0 - alpha) + (2.0 * alpha - 1.0) * targets
+
+
+def _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma: float) -> None:
+    """``grad += gamma * ratio * modulator * (1 - 2t) * ce``, reusing ``ratio``."""
+    ratio *= modulator
+    ratio *= ce
+    one_minus_2t = xp.multiply(t, -2.0)
+    one_minus_2t += 1.0
+    ratio *= one_minus_2t
+    ratio *= gamma
+    grad += ratio
+
+
+# Cross-entropy ----------------------------------------------------------------------
+
+
+def sigmoid_cross_entropy_with_logits(xp, logits, targets, *, pos_weight=None, want_grad: bool = True):
+    """Elementwise ``-[pw t log s(x) + (1 - t) log(1 - s(x))]`` of logits ``x``.
+
+    ``s`` is the sigmoid, ``t`` the target in ``[0, 1]`` and ``pw`` the
+    positive weight (a number or a ``(1, C)`` array; None is 1). Computed
+    stably for any logit: ``-log s(x) = softplus(x) - x`` and
+    ``-log(1 - s(x)) = softplus(x)``.
+
+    Gradient with respect to the logits ``x``: ``s(x) (1 + (pw - 1) t) - pw t``
+    (``s(x) - t`` without ``pos_weight``).
+
+    Returns ``(grad or None, elementwise loss)``.
+
+    >>> import numpy
+    >>> grad, loss = sigmoid_cross_entropy_with_logits(numpy, numpy.asarray([[0.0]]), numpy.asarray([[1.0]]))
+    >>> round(float(loss[0, 0]), 4), float(grad[0, 0])  # log(2), s(0) - 1
+    (0.6931, -0.5)
+    """
+    x, t = logits, targets
+    loss, e = softplus_parts(xp, x)
+    scale = None
+    if pos_weight is None:
+        pt = t
+    else:
+        pt = pos_weight * t
+        scale = pt - t
+        scale += 1.0  # (1 - t) + pw t
+        loss *= scale
+    buf = xp.multiply(pt, x)
+    loss -= buf
+    if not want_grad:
+        return None, loss
+    grad = sigmoid_from_parts(xp, x, e)
+    if scale is not None:
+        grad *= scale
+    grad -= pt
+    return grad, loss
+
+
+def binary_cross_entropy(xp, probs, targets, *, pos_weight=None, eps: float = PROB_EPS, want_grad: bool = True):
+    """Elementwise ``-[pw t log p + (1 - t) log(1 - p)]`` of probabilities ``p``.
+
+    ``p`` is clipped to ``[eps, 1 - eps]`` first; the loss and the gradient
+    are both evaluated at the clipped ``p``, so ``p`` of exactly 0 or 1 gives
+    finite values. ``pw``: a number or a ``(1, C)`` array (None is 1).
+
+    Gradient with respect to the probabilities ``p``:
+    ``-pw t / p + (1 - t) / (1 - p)``.
+
+    Returns ``(grad or None, elementwise loss)``.
+
+    >>> import numpy
+    >>> grad, loss = binary_cross_entropy(numpy, numpy.asarray([[0.8]]), numpy.asarray([[1.0]]))
+    >>> round(float(loss[0, 0]), 4), float(grad[0, 0])  # -log(0.8), -1 / 0.8
+    (0.2231, -1.25)
+    """
+    t = targets
+    p = xp.clip(probs, eps, 1.0 - eps)
+    pt = t if pos_weight is None else pos_weight * t
+    rest = 1.0 - t
+    loss = xp.log(p)
+    loss *= pt
+    buf = xp.negative(p)
+    xp.log1p(buf, out=buf)
+    buf *= rest
+    loss += buf
+    xp.negative(loss, out=loss)
+    if not want_grad:
+        return None, loss
+    grad = xp.subtract(1.0, p, out=buf)
+    xp.divide(rest, grad, out=grad)
+    grad -= xp.divide(pt, p, out=rest)
+    return grad, loss
+
+
+# Focal loss --------------------------------------------------------------------------
+
+
+def sigmoid_focal_loss_with_logits(xp, logits, targets, *, gamma: float, want_grad: bool = True):
+    """Elementwise ``(1 - p_t)^gamma * ce`` of logits ``x`` (before ``alpha``).
+
+    ``ce`` is the binary cross-entropy of ``s(x)`` and the target ``t``, and
+    ``1 - p_t = s(x) (1 - t) + s(-x) t`` (torchvision's ``sigmoid_focal_loss``;
+    multiply by :func:`focal_alpha_weights` for ``alpha``).
+
+    Gradient with respect to the logits ``x``: with ``q = 1 - p_t``,
+    ``q^gamma (s(x) - t) + gamma q^gamma (s(x) s(-x) / q) (1 - 2t) ce``;
+    ``s(x) s(-x) / q <= 2`` is computed directly, so saturated logits stay
+    finite.
+
+    Returns ``(grad or None, elementwise loss)``.
+    """
+    x, t = logits, targets
+    ce, e = softplus_parts(xp, x)
+    ce -= xp.multiply(t, x)
+    sig_neg = xp.clip(x, 0.0, math.inf)  # s(-x) = exp(-max(x, 0)) / (1 + e), no cancellation
+    xp.negative(sig_neg, out=sig_neg)
+    xp.exp(sig_neg, out=sig_neg)
+    sig = sigmoid_from_parts(xp, x, e)  # e is now 1 + e
+    sig_neg /= e
+    q = xp.subtract(1.0, t, out=e)
+    q *= sig
+    q += xp.multiply(sig_neg, t)
+    modulator = power(xp, q, gamma)
+    loss = modulator * ce
+    if not want_grad:
+        return None, loss
+    ratio = None
+    if gamma:
+        ratio = sig_neg
+        ratio *= sig
+        ratio /= xp.clip(q, float(numpy.finfo(q.dtype).tiny), math.inf, out=q)
+    grad = sig
+    grad -= t
+    grad *= modulator
+    if ratio is not None:
+        _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma)
+    return grad, loss
+
+
+def binary_focal_loss(xp, probs, targets, *, gamma: float, eps: float = PROB_EPS, want_grad: bool = True):
+    """Elementwise ``(1 - p_t)^gamma * ce`` of probabilities ``p`` (before ``alpha``).
+
+    ``p`` is clipped to ``[eps, 1 - eps]`` (so ``q = 1 - p_t >= eps``),
+    ``ce = -[t log p + (1 - t) log(1 - p)]`` and ``p_t = p t + (1 - p)(1 - t)``.
+
+    Gradient with respect to the probabilities ``p``, at the clipped ``p``:
+    ``q^gamma (-t/p + (1 - t)/(1 - p)) + gamma q^(gamma - 1) (1 - 2t) ce``.
+
+    Returns ``(grad or None, elementwise loss)``.
+    """
+    t = targets
+    _, ce = binary_cross_entropy(xp, probs, t, eps=eps, want_grad=False)
+    p = xp.clip(probs, eps, 1.0 - eps)
+    rest = 1.0 - t
+    q = p * rest
+    one_minus_p = xp.subtract(1.0, p)
+    q += xp.multiply(one_minus_p, t)
+    modulator = power(xp, q, gamma)
+    loss = modulator * ce
+    if not want_grad:
+        return None, loss
+    grad = xp.divide(rest, one_minus_p, out=one_minus_p)
+    grad -= xp.divide(t, p, out=rest)
+    grad *= modulator
+    if gamma:
+        ratio = xp.divide(1.0, q, out=q)
+        _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma)
+    return grad, loss
+
+
+# Margin losses ------------------------------------------------------------------------
+
+
+def hinge_loss(xp, scores, signs, *, margin: float, squared: bool = False, want_grad: bool = True):
+    """Elementwise ``max(0, margin - y x)`` (``squared``: its square) of scores ``x``.
+
+    ``y`` (``signs``) is -1 or 1.
+
+    Gradient with respect to the scores ``x``: ``-y`` where
+    ``margin - y x > 0`` and 0 elsewhere, 0 at the kink (``squared``:
+    ``-2 y max(0, margin - y x)``).
+
+    Returns ``(grad or None, elementwise loss)``.
+
+    >>> import numpy
+    >>> grad, loss = hinge_loss(numpy, numpy.asarray([[0.5, -2.0]]), numpy.asarray([[1.0, 1.0]]), margin=1.0)
+    >>> loss.tolist(), grad.tolist()
+    ([[0.5, 3.0]], [[-1.0, -1.0]])
+    """
+    slack = xp.multiply(signs, scores)
+    xp.subtract(margin, slack, out=slack)
+    active = xp.clip(slack, 0.0, math.inf)  # faster than maximum in numpy
+    if squared:
+        grad = xp.multiply(signs, active, out=slack) if want_grad else None
+        loss = active
+        loss *= active  # in place: one (N, C) array fewer (at 4096x50, fresh pages cost more than the maths)
+        grad_scale = -2.0
+    else:
+        loss = active
+        grad = xp.multiply(signs, slack > 0, out=slack) if want_grad else None
+        grad_scale = -1.0
+    if grad is not None:
+        grad *= grad_scale
+    return grad, loss
+
+
+def logistic_loss(xp, scores, signs, *, want_grad: bool = True):
+    """Elementwise ``log(1 + exp(-y x))`` of scores ``x`` (a stable softplus); ``y`` is -1 or 1.
+
+    Gradient with respect to the scores ``x``: ``-y s(-y x)``, finite for any score.
+
+    Returns ``(grad or None, elementwise loss)``.
+    """
+    z = xp.multiply(signs, scores)
+    xp.negative(z, out=z)
+    loss, e = softplus_parts(xp, z)
+    if not want_grad:
+        return None, loss
+    grad = sigmoid_from_parts(xp, z, e)
+    grad *= signs
+    xp.negative(grad, out=grad)
+    return grad, loss
+
+
+def multi_margin_loss(
+    xp, scores, labels, *, p: int, margin: float, weights=None, divisor: float = 1, want_grad: bool = True
+):
+    """PyTorch's ``multi_margin_loss`` of each row of scores ``x`` against its class ``y``.
+
+    Row loss: ``sum_{i != y} w_i max(0, margin - x_y + x_i)^p / C`` for ``p``
+    1 or 2, where ``weights`` (None, or broadcastable to ``(N, C)``: class
+    weight of the gold class times sample weights) gives ``w``. ``labels``
+    are valid class indices (an ``(N,)`` int array).
+
+    Gradient with respect to the scores ``x``, divided by ``divisor``: for
+    ``i != y``, ``w_i p h_i^(p-1) [h_i > 0] / C`` with
+    ``h_i = margin - x_y + x_i`` (0 at the kink when ``p = 1``), and ``x_y``
+    gets minus their sum.
+
+    Returns ``(grad or None, row losses (N,))``.
+
+    >>> import numpy
+    >>> grad, loss = multi_margin_loss(numpy, numpy.asarray([[2.0, 1.5, -1.0]]), numpy.asarray([0]), p=1, margin=1.0)
+    >>> round(float(loss[0]), 4), numpy.round(grad, 4).tolist()
+    (0.1667, [[-0.3333, 0.3333, 0.0]])
+    """
+    x = scores
+    scale = 1.0 / divisor
+    n, c = x.shape
+    c = max(c, 1)  # (0, 0) guesses: nothing to divide
+    rows = xp.arange(n)
+    slack = x + (margin - x[rows, labels])[:, None]
+    slack[rows, labels] = 0.0  # the gold class has no term
+    active = xp.clip(slack, 0.0, math.inf)  # faster than maximum in numpy
+    terms = active * active if p == 2 else active  # p = 1: active is not needed again
+    if weights is not None:
+        terms *= weights
+    per_example = terms.sum(axis=1) / c
+    if not want_grad:
+        return None, per_example
+    grad = 2.0 * active if p == 2 else (slack > 0).astype(x.dtype)
+    grad *= scale / c if weights is None else weights * (scale / c)
+    grad[rows, labels] = -grad.sum(axis=1)
+    return grad, per_example
