@@ -6,7 +6,7 @@ import numpy
 
 from ._checks import call_error, check_bool, setting_error
 from ._core import Evaluation, LossCalculator
-from ._inputs import array_module, is_array, sequence_list
+from ._inputs import array_module, is_array, sequence_list, unpack_sequences
 from .categorical import CategoricalCrossentropy, SparseCategoricalCrossentropy
 from .labels import ClassWeights, check_missing_value
 
@@ -42,8 +42,12 @@ class SequenceCategoricalCrossentropy(LossCalculator):
     one weight array per sequence (``(T_i,)``, ``(T_i, 1)`` or ``(T_i, C)``).
     Errors name this calculator, whichever inner calculator finds them.
 
-    Shapes: guesses a list of ``(T_i, C)`` arrays; truths a list of ``T_i``
-    labels (``sparse``) or of ``(T_i, C)`` distributions per sequence.
+    Shapes: guesses a list of ``(T_i, C)`` arrays, a ``Ragged`` of them, a
+    ``Padded`` (Thinc's time-major ``(T, B, C)`` batch) or a tuple
+    ``(array, lengths)`` of a batch-major ``(B, T, C)`` padded array and the
+    length of each sequence; the gradient comes back in the same container
+    (zeros on padding; a padded array for the tuple). Truths: a list of
+    ``T_i`` labels (``sparse``) or of ``(T_i, C)`` distributions per sequence.
 
     Args:
         normalize: divide the gradient by the number of sequences.
@@ -60,6 +64,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
 
     Example:
         >>> import numpy
+        >>> from thinc_losses_plus import SequenceCategoricalCrossentropy
         >>> loss_calc = SequenceCategoricalCrossentropy(names=["A", "B"])
         >>> guesses = [numpy.asarray([[0.5, 0.5]], dtype="f"), numpy.asarray([[0.25, 0.75]], dtype="f")]
         >>> grads, loss = loss_calc(guesses, [["A"], ["B"]])
@@ -126,17 +131,18 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         return clone
 
     def count_examples(self, guesses) -> int:
-        return len(sequence_list(self.name, guesses))
+        return len(unpack_sequences(self.name, guesses)[0])
 
     def evaluate(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
         """Score the concatenated sequences once; the loss is the unnormalised sum (divisor 1)."""
-        guesses = sequence_list(self.name, guesses, what="(T, C) arrays, one per sequence")
+        sequences, pack = unpack_sequences(self.name, guesses)
+        guesses = sequence_list(self.name, sequences, what="(T, C) arrays, one per sequence")
         if not isinstance(truths, (list, tuple)):
             raise call_error(self.name, "truths", f"must be a list (one entry per sequence), got {type(truths).__name__}", TypeError)
         if len(guesses) != len(truths):
             raise call_error(self.name, "truths", f"has {len(truths)} sequences but the guesses have {len(guesses)}")
         if not guesses:
-            return Evaluation([] if want_grad else None, [], 1)
+            return Evaluation(pack([]) if want_grad else None, [], 1)
         xp = array_module(guesses[0])
         lengths = [int(g.shape[0]) for g in guesses]
         batch = xp.concatenate(guesses) if len(guesses) > 1 else guesses[0]
@@ -150,7 +156,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         per_sequence = [losses[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
         grads = None
         if grad is not None:
-            grads = [grad[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+            grads = pack([grad[start:end] for start, end in zip(bounds[:-1], bounds[1:])])
         return Evaluation(grads, per_sequence, 1)
 
 
