@@ -332,7 +332,7 @@ def good(xp, c=4, dtype="float64"):
 
 BAD_TRUTHS = [
     ([[1, 4], [2]], {}, ValueError, r"'truths' sequence 0 contains label 4, outside \[0, 4\)"),
-    ([[1], [-1]], {}, ValueError, r"'truths' sequence 1 contains label -1, outside"),
+    ([[1], [-2]], {}, ValueError, r"'truths' sequence 1 contains label -2, outside"),
     ([[1], [2, 0]], {}, ValueError, r"'truths' sequence 1 contains the blank class 0"),
     ([[1], [3, 2]], {"blank": 3}, ValueError, r"'truths' sequence 1 contains the blank class 3"),
     ([["a"], ["b", "q"]], {"names": ["-", "a", "b", "c"]}, ValueError, r"'truths' sequence 1 contains unknown label"),
@@ -363,7 +363,7 @@ def test_bad_guesses(xp):
     g = good(xp)
     cases = [
         (xp.stack([g[0], g[0]]), TypeError, r"'guesses' must be a list of \(T, C\) arrays"),
-        ((g[0], g[1]), TypeError, r"'guesses' must be a list"),
+        ((g[0], g[1]), TypeError, r"'guesses' as a tuple must be \(padded"),
         ([g[0], xp.asarray([[1, 0, 0, 0]])], TypeError, r"'guesses' sequence 1 must be a float array, got dtype int"),
         ([g[0], [[1.0, 0.0, 0.0, 0.0]]], TypeError, r"'guesses' sequence 1 must be a float array, got list"),
         ([g[0], g[1][0]], ValueError, r"'guesses' sequence 1 must be 2-dimensional"),

@@ -9,10 +9,20 @@ import math
 from typing import List, Optional, Sequence
 
 import numpy
+from thinc.types import Padded, Ragged
 
 from ._checks import call_error, check_bool, check_int
 from ._core import Evaluation, LossCalculator
-from ._inputs import Checks, array_module, as_compute_dtype, prepare_sample_weight, restore_dtype, sequence_list
+from ._inputs import (
+    Checks,
+    array_module,
+    as_compute_dtype,
+    is_array,
+    prepare_sample_weight,
+    restore_dtype,
+    sequence_list,
+    unpack_sequences,
+)
 from .functional.ctc import LOGIT_SPAN_LIMIT, ctc_loss, ctc_min_steps
 from .functional.softmax import check_distributions
 from .labels import LabelScheme
@@ -34,8 +44,13 @@ class CTC(LossCalculator):
     (``reduction="sum"``); ``w_i`` is the sample weight (default 1).
 
     Shapes: guesses a list of ``N`` arrays ``(T_i, C)``: softmax probabilities
-    (or logits with ``from_logits=True``); truths a list of ``N`` label
-    sequences of ``L_i`` labels: int arrays, lists of ints, or lists of strings
+    (or logits with ``from_logits=True``), or the same sequences as a
+    ``Ragged``, a ``Padded`` (Thinc's time-major batch) or a tuple
+    ``(array, lengths)`` of a batch-major ``(N, T, C)`` padded array and the
+    sequence lengths; the gradient comes back in that container (zeros on
+    padding). Truths: a list of ``N`` label sequences of ``L_i`` labels,
+    which may end in ``-1`` padding (Gluon), or an ``(N, L)`` int array padded
+    with ``-1``; a sequence is an int array, a list of ints, or a list of strings
     (``str`` or any subclass, such as ``numpy.str_``) mapped to columns
     through ``names``. The sequences share one array type, float dtype
     (float16 is computed in float32) and width ``C``; any memory layout is
@@ -72,6 +87,7 @@ class CTC(LossCalculator):
 
     Example:
         >>> import numpy
+        >>> from thinc_losses_plus import CTC
         >>> loss_calc = CTC(names=["-", "a", "b"], normalize=False)
         >>> y = numpy.asarray([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]], dtype="f")
         >>> grads, loss = loss_calc([y], [["a"]])
@@ -120,8 +136,10 @@ class CTC(LossCalculator):
 
     def evaluate(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
         """Gradients, per-sequence losses and divisors: ``max(L_i, 1) * N`` when ``normalize``, else 1."""
-        guesses = self._guesses(guesses)
+        guesses, pack = self._guesses(guesses)
         n_seq = len(guesses)
+        if is_array(truths) and truths.ndim == 2:  # (N, L) labels padded with -1 (Gluon)
+            truths = list(truths.get() if hasattr(truths, "get") else truths)
         if not isinstance(truths, (list, tuple)):
             kind = type(truths).__name__
             raise call_error(self.name, "truths", f"must be a list of label sequences, one per sequence, got {kind}", TypeError)
@@ -129,7 +147,7 @@ class CTC(LossCalculator):
             raise call_error(self.name, "truths", f"has {len(truths)} label sequences but the guesses have {n_seq} sequences")
         if n_seq == 0:
             prepare_sample_weight(self.name, sample_weight, (0, 1), numpy, "float64")
-            return Evaluation([] if want_grad else None, numpy.zeros((0,)), 1)
+            return Evaluation(pack([]) if want_grad else None, numpy.zeros((0,)), 1)
         first = guesses[0]
         xp = array_module(first)
         n_classes = int(first.shape[1])
@@ -171,20 +189,27 @@ class CTC(LossCalculator):
         grads = None
         if grad is not None:
             grad = restore_dtype(grad, first)
-            grads = xp.split(grad, numpy.cumsum(n_steps)[:-1].tolist())
+            grads = pack(xp.split(grad, numpy.cumsum(n_steps)[:-1].tolist()))
         return Evaluation(grads, losses, 1 if divisor is None else xp.asarray(divisor))
 
     # Inputs ------------------------------------------------------------------
 
-    def _guesses(self, guesses) -> list:
-        if not isinstance(guesses, list):
+    def _guesses(self, guesses):
+        """The sequences, from any Thinc container, and the function packing gradients into it."""
+        if not isinstance(guesses, (list, Ragged, Padded, tuple)):
             kind = type(guesses).__name__
-            raise call_error(self.name, "guesses", f"must be a list of (T, C) arrays, one per sequence, got {kind}", TypeError)
-        return sequence_list(self.name, guesses)
+            raise call_error(
+                self.name, "guesses", f"must be a list of (T, C) arrays, a Ragged, a Padded or (array, lengths), got {kind}",
+                TypeError,
+            )
+        sequences, pack = unpack_sequences(self.name, guesses)
+        if isinstance(guesses, tuple) and pack is list:
+            raise call_error(self.name, "guesses", "as a tuple must be (padded (N, T, C) array, lengths)", TypeError)
+        return sequence_list(self.name, sequences), pack
 
     def _label_sequences(self, truths, n_classes: int) -> List[numpy.ndarray]:
         """Each label sequence as a host int64 array, validated (range, blank)."""
-        labels = [self.labels.sequence_indices(i, seq, n_classes) for i, seq in enumerate(truths)]
+        labels = [self._strip_padding(i, self.labels.sequence_indices(i, seq, n_classes)) for i, seq in enumerate(truths)]
         flat = numpy.concatenate(labels) if labels else numpy.zeros((0,), dtype="int64")
         bad = (flat < 0) | (flat >= n_classes) | (flat == self.blank)
         if bad.any():
@@ -197,6 +222,18 @@ class CTC(LossCalculator):
                 problem = f"sequence {i} contains label {value}, outside [0, {n_classes}) for {n_classes} classes"
             raise call_error(self.name, "truths", problem)
         return labels
+
+    def _strip_padding(self, i: int, labels: numpy.ndarray) -> numpy.ndarray:
+        """Drop trailing -1 entries: label sequences may come padded with -1 (Gluon)."""
+        padding = labels == -1
+        if not padding.any():
+            return labels
+        end = int(numpy.argmax(padding))
+        if not padding[end:].all():
+            raise call_error(
+                self.name, "truths", f"sequence {i} has -1 (padding) before a label; -1 may only pad the end of a sequence"
+            )
+        return labels[:end]
 
     def _check_logit_span(self, span: float, n_steps: int) -> None:
         if not math.isfinite(span):
