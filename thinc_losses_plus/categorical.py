@@ -20,12 +20,14 @@ from typing import Optional, Sequence, Union
 
 import numpy
 
-from ._checks import call_error, check_bool, check_float
+from ._checks import call_error, check_bool, check_float, setting_error
 from ._core import LossCalculator
 from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype
 from .functional.softmax import (
     check_distributions,
     kl_divergence,
+    nll,
+    nll_with_integer_labels,
     softmax_cross_entropy,
     softmax_cross_entropy_with_integer_labels,
     softmax_focal_cross_entropy,
@@ -39,13 +41,19 @@ PROBABILITIES_HINT = " (they must be probabilities; use from_logits=True for log
 class Batch:
     """One call's validated guesses: the compute-dtype array, its xp, its checks."""
 
-    def __init__(self, name: str, guesses, *, from_logits: bool):
+    def __init__(self, name: str, guesses, *, from_logits: bool, from_log_probs: bool = False):
         float_array(name, "guesses", guesses, ndim=2)
         self.xp = array_module(guesses)
         self.work = as_compute_dtype(guesses)
         self.checks = Checks(name, self.xp)
         self.from_logits = from_logits
-        if from_logits:
+        if from_log_probs:
+            # Log-probabilities: finite and <= 0 (up to a softmax's rounding).
+            if self.work.size:
+                lp = self.work
+                bad = ~self.xp.isfinite(lp.sum(dtype=self.xp.float64)) | (lp.max() > LOG_PROB_ATOL)
+                self.checks.fail_if(bad, "guesses", lambda: _log_prob_problem(self.xp, lp))
+        elif from_logits:
             # The logits' range (in float64: no overflow) decides the softmax's
             # shift and is finite exactly when every logit is: one value, two uses.
             if self.work.size:
@@ -65,19 +73,45 @@ class Batch:
         return span
 
 
+#: Largest log-probability accepted: log_softmax can round to a tiny positive value.
+LOG_PROB_ATOL = 1e-4
+
+
+def _log_prob_problem(xp, lp) -> str:
+    if not bool(xp.isfinite(lp).all()):
+        return "contains NaN or infinite values"
+    return (
+        f"must be log-probabilities (<= 0), got {float(lp.max()):.6g} "
+        "(use from_logits=True for logits, or pass probabilities)"
+    )
+
+
 class _Categorical(LabelledColumns, LossCalculator):
     """Settings and conversions shared by the softmax-family calculators."""
 
     accepts_ragged = True
     softmax_family = True
 
-    def _init_common(self, *, normalize: bool, from_logits: bool, labels: LabelScheme) -> None:
+    def _init_common(self, *, normalize: bool, from_logits: bool, labels: LabelScheme, from_log_probs: bool = False) -> None:
         LossCalculator.__init__(self, normalize=normalize)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
+        self.from_log_probs = check_bool(self.name, "from_log_probs", from_log_probs)
+        if self.from_logits and self.from_log_probs:
+            raise setting_error(self.name, "from_log_probs", "and 'from_logits' exclude each other: the guesses are one or the other")
+        if self.from_log_probs and labels.neg_prefix is not None:
+            raise setting_error(
+                self.name, "neg_prefix", "needs probabilities or logits: a negative label has no log-likelihood to maximise"
+            )
         self.labels = labels
 
+    def with_names(self, names: Sequence[str]):
+        """A copy with ``names`` set; ``label_smoothing`` is checked against C = len(names)."""
+        clone = super().with_names(names)
+        check_label_smoothing(self.name, getattr(clone, "label_smoothing", 0.0), clone.labels.names)
+        return clone
+
     def _batch(self, guesses) -> Batch:
-        batch = Batch(self.name, guesses, from_logits=self.from_logits)
+        batch = Batch(self.name, guesses, from_logits=self.from_logits, from_log_probs=self.from_log_probs)
         self.labels.check_n_classes(batch.work.shape[1])
         return batch
 
@@ -94,17 +128,31 @@ class _Categorical(LabelledColumns, LossCalculator):
         return weights
 
 
-def check_label_smoothing(name: str, value) -> float:
-    """0 <= e; the upper bound (C-1)/C depends on C and is checked at call time."""
-    return check_float(name, "label_smoothing", value, low=0.0, high=1.0, high_open=True)
+def check_label_smoothing(name: str, value, names: Optional[Sequence[str]] = None) -> float:
+    """0 <= e < 1, and e < (C-1)/C as soon as C is known.
+
+    With ``names`` (at construction, or when a spaCy component binds its
+    labels) C = len(names) is known and the bound is checked then; without,
+    :func:`check_smoothing_for` checks it at call time, against the columns.
+    """
+    value = check_float(name, "label_smoothing", value, low=0.0, high=1.0, high_open=True)
+    if names:
+        _check_smoothing_bound(name, value, len(names), setting_error, f" (the {len(names)} names)")
+    return value
 
 
 def check_smoothing_for(name: str, label_smoothing: float, n_classes: int) -> None:
+    """Call time: e < (C-1)/C for the guesses' C columns."""
+    _check_smoothing_bound(name, label_smoothing, n_classes, call_error, "")
+
+
+def _check_smoothing_bound(name: str, label_smoothing: float, n_classes: int, error, source: str) -> None:
     if label_smoothing and label_smoothing >= (n_classes - 1) / n_classes:
-        raise call_error(
+        raise error(
             name,
             "label_smoothing",
-            f"must be < (C-1)/C = {(n_classes - 1) / n_classes:g} for C = {n_classes} classes, got {label_smoothing:g}",
+            f"must be < (C-1)/C = {(n_classes - 1) / n_classes:g} for C = {n_classes} classes{source}, "
+            f"got {label_smoothing:g}",
         )
 
 
@@ -174,9 +222,14 @@ class SparseCategoricalCrossentropy(_Categorical):
         from_logits: the guesses are logits (softmax computed inside).
         class_weights: a list indexed by class, or a dict name -> weight
             (absent names weigh 1.0).
+        from_log_probs: the guesses are log-probabilities (a model ending in
+            log-softmax; PyTorch's ``NLLLoss``): the loss is ``-sum w t l``
+            and the gradient the exact ``-w t`` with respect to them.
+            Refuses ``neg_prefix``.
 
     Example:
         >>> import numpy
+        >>> from thinc_losses_plus import SparseCategoricalCrossentropy
         >>> loss_calc = SparseCategoricalCrossentropy(names=["NOUN", "VERB"])
         >>> guesses = numpy.asarray([[0.9, 0.1], [0.2, 0.8]], dtype="f")
         >>> grad, loss = loss_calc(guesses, ["NOUN", "VERB"])
@@ -205,12 +258,13 @@ class SparseCategoricalCrossentropy(_Categorical):
         label_smoothing: float = 0.0,
         from_logits: bool = False,
         class_weights: ClassWeights = None,
+        from_log_probs: bool = False,
     ):
         labels = LabelScheme(
             self.name, names=names, missing_value=missing_value, neg_prefix=neg_prefix, class_weights=class_weights
         )
-        self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
-        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels)
+        self.label_smoothing = check_label_smoothing(self.name, label_smoothing, labels.names)
+        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels, from_log_probs=from_log_probs)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
         batch = self._batch(guesses)
@@ -219,6 +273,18 @@ class SparseCategoricalCrossentropy(_Categorical):
         labels = self.labels.to_indices(truths, n, c, batch.xp, batch.checks)
         weights = self._weights(batch, sample_weight)
         span = batch.run()
+        if self.from_log_probs:
+            grad, losses = nll_with_integer_labels(
+                batch.xp,
+                batch.work,
+                labels.indices,
+                label_smoothing=self.label_smoothing,
+                weights=weights,
+                missing=labels.missing,
+                divisor=divisor,
+                want_grad=want_grad,
+            )
+            return restore_dtype(grad, guesses), losses
         grad, losses = softmax_cross_entropy_with_integer_labels(
             batch.xp,
             batch.work,
@@ -263,9 +329,12 @@ class CategoricalCrossentropy(_Categorical):
             column, ``e / (C - 1)`` elsewhere.
         from_logits: the guesses are logits (softmax computed inside).
         class_weights: a list indexed by class, or a dict name -> weight.
+        from_log_probs: the guesses are log-probabilities; the gradient is
+            the exact ``-w t`` with respect to them (PyTorch's ``NLLLoss``).
 
     Example:
         >>> import numpy
+        >>> from thinc_losses_plus import CategoricalCrossentropy
         >>> loss_calc = CategoricalCrossentropy()
         >>> guesses = numpy.asarray([[0.5, 0.5], [0.25, 0.75]], dtype="f")
         >>> truths = numpy.asarray([[1.0, 0.0], [0.0, 1.0]], dtype="f")
@@ -294,18 +363,24 @@ class CategoricalCrossentropy(_Categorical):
         label_smoothing: float = 0.0,
         from_logits: bool = False,
         class_weights: ClassWeights = None,
+        from_log_probs: bool = False,
     ):
         labels = LabelScheme(
             self.name, names=names, missing_value=missing_value, class_weights=class_weights, allow_str_missing=False
         )
-        self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
-        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels)
+        self.label_smoothing = check_label_smoothing(self.name, label_smoothing, labels.names)
+        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels, from_log_probs=from_log_probs)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
         batch = self._batch(guesses)
         target, missing = dense_target(self.name, batch, truths, self.labels, self.label_smoothing)
         weights = self._weights(batch, sample_weight)
         span = batch.run()
+        if self.from_log_probs:
+            grad, losses = nll(
+                batch.xp, batch.work, target, weights=weights, missing=missing, divisor=divisor, want_grad=want_grad
+            )
+            return restore_dtype(grad, guesses), losses
         grad, losses = softmax_cross_entropy(
             batch.xp,
             batch.work,
@@ -358,6 +433,7 @@ class CategoricalFocalCrossentropy(_Categorical):
 
     Example:
         >>> import numpy
+        >>> from thinc_losses_plus import CategoricalFocalCrossentropy
         >>> loss_calc = CategoricalFocalCrossentropy(gamma=2.0)
         >>> guesses = numpy.asarray([[0.9, 0.1], [0.5, 0.5]], dtype="f")
         >>> round(loss_calc.get_loss(guesses, [0, 1]), 5)  # -(0.01 log 0.9 + 0.25 log 0.5) / 2
@@ -394,7 +470,7 @@ class CategoricalFocalCrossentropy(_Categorical):
         )
         self.gamma = check_float(self.name, "gamma", gamma, low=0.0, high=math.inf, high_open=True)
         self.alpha = check_float(self.name, "alpha", alpha, low=0.0, high=math.inf, low_open=True, high_open=True)
-        self.label_smoothing = check_label_smoothing(self.name, label_smoothing)
+        self.label_smoothing = check_label_smoothing(self.name, label_smoothing, labels.names)
         self._init_common(normalize=normalize, from_logits=from_logits, labels=labels)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
@@ -455,6 +531,7 @@ class KLDivergence(_Categorical):
 
     Example:
         >>> import numpy
+        >>> from thinc_losses_plus import KLDivergence
         >>> loss_calc = KLDivergence()
         >>> guesses = numpy.asarray([[0.5, 0.5]], dtype="f")
         >>> truths = numpy.asarray([[1.0, 0.0]], dtype="f")

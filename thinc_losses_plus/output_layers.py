@@ -49,6 +49,9 @@ _KINDS = {
 # between devices or re-shaped into a list/padded/ragged container). Thinc
 # names them "<wrapper>(<layer name>)".
 _WRAPPERS = ("with_array", "with_cpu", "with_list", "with_padded", "with_ragged", "with_flatten", "resizable")
+# Layers after the output layer that only re-shape its output (spaCy's span
+# finder concatenates per-doc outputs with its "Flattener"): look before them.
+_RESHAPERS = ("Flattener",)
 
 
 def find_output_layer(model: Model) -> Model:
@@ -65,7 +68,10 @@ def find_output_layer(model: Model) -> Model:
         if name in _KINDS:
             return layer
         if len(sublayers) > 1 and name == ">>".join(sub.name for sub in sublayers):
-            layer = sublayers[-1]
+            last = len(sublayers) - 1
+            while last > 0 and sublayers[last].name in _RESHAPERS:
+                last -= 1
+            layer = sublayers[last]
         elif len(sublayers) == 1 and any(name == f"{wrapper}({sublayers[0].name})" for wrapper in _WRAPPERS):
             layer = sublayers[0]
         else:
@@ -87,7 +93,7 @@ def is_softmax_family(loss) -> bool:
 
 def gradient_target(loss) -> str:
     """``WRT_LOGITS`` for the softmax family given probabilities, else ``WRT_GUESSES``."""
-    if is_softmax_family(loss) and not getattr(loss, "from_logits", False):
+    if is_softmax_family(loss) and not (getattr(loss, "from_logits", False) or getattr(loss, "from_log_probs", False)):
         return WRT_LOGITS
     return WRT_GUESSES
 
@@ -98,6 +104,11 @@ def pairing_problem(loss, kind: str) -> Optional[str]:
         return (
             f"has from_logits = true, but the model's output layer ({kind}) outputs probabilities; "
             "set from_logits = false, or use an architecture whose output layer has no activation"
+        )
+    if getattr(loss, "from_log_probs", False) and kind != OTHER:
+        return (
+            f"has from_log_probs = true, but the model's output layer ({kind}) outputs probabilities; "
+            "set from_log_probs = false"
         )
     if kind == LOGISTIC and is_softmax_family(loss):
         return (

@@ -61,6 +61,8 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         from_logits: the guesses are logits (softmax computed inside).
         class_weights: a list indexed by class, or a dict name -> weight
             (absent names weigh 1.0).
+        from_log_probs: the guesses are log-probabilities; the gradient is
+            the exact ``-w t`` with respect to them (PyTorch's ``NLLLoss``).
 
     Example:
         >>> import numpy
@@ -95,10 +97,13 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         label_smoothing: float = 0.0,
         from_logits: bool = False,
         class_weights: ClassWeights = None,
+        from_log_probs: bool = False,
     ):
         super().__init__(normalize=normalize)
         self.sparse = check_bool(self.name, "sparse", sparse)
-        settings = dict(label_smoothing=label_smoothing, from_logits=from_logits, class_weights=class_weights)
+        settings = dict(
+            label_smoothing=label_smoothing, from_logits=from_logits, class_weights=class_weights, from_log_probs=from_log_probs
+        )
         if self.sparse:
             self.scorer = _SequenceLabels(
                 normalize=False, names=names, missing_value=missing_value, neg_prefix=neg_prefix, **settings
@@ -117,6 +122,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
     class_weights = property(lambda self: self.scorer.class_weights)
     label_smoothing = property(lambda self: self.scorer.label_smoothing)
     from_logits = property(lambda self: self.scorer.from_logits)
+    from_log_probs = property(lambda self: self.scorer.from_log_probs)
 
     def with_names(self, names: Sequence[str]) -> "SequenceCategoricalCrossentropy":
         """A copy of this calculator with ``names`` set (for spaCy components)."""

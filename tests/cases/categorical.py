@@ -42,7 +42,9 @@ def soft(rng, n):
 # Slow references: one row at a time, float64, straight from the formulas.
 
 
-def _log_p(row, from_logits):
+def _log_p(row, from_logits, from_log_probs=False):
+    if from_log_probs:
+        return list(row)
     if from_logits:
         m = max(row)
         lse = m + math.log(sum(math.exp(v - m) for v in row))
@@ -74,7 +76,7 @@ def ref_sparse(guesses, truths, settings):
             continue
         label = NAMES.index(label) if isinstance(label, str) else int(label)
         t = _target(label, c, settings.get("label_smoothing", 0.0))
-        lp = _log_p(row, settings.get("from_logits", False))
+        lp = _log_p(row, settings.get("from_logits", False), settings.get("from_log_probs", False))
         out.append(-sum(wc * tc * l for wc, tc, l in zip(w, t, lp)))
     return out
 
@@ -90,9 +92,13 @@ def ref_dense(guesses, truths, settings):
             continue
         if e:
             t = _target(int(numpy.argmax(t)), c, e)
-        lp = _log_p(row, settings.get("from_logits", False))
+        lp = _log_p(row, settings.get("from_logits", False), settings.get("from_log_probs", False))
         out.append(-sum(wc * tc * l for wc, tc, l in zip(w, t, lp)))
     return out
+
+
+def log_probs(rng, n, c=C):
+    return numpy.log(probs(rng, n, c))
 
 
 def ref_focal(guesses, truths, settings):
@@ -173,6 +179,14 @@ CASES = [
         why=NEG_WHY,
     ),
     Case(SPARSE, ragged, id="ragged", gradient="logits", permutable=False, weightable=False),
+    Case(
+        SPARSE,
+        lambda r, n: (log_probs(r, n), int_labels(r, n)),
+        {"from_log_probs": True, "label_smoothing": 0.1, "class_weights": [1.0, 2.0, 0.5, 1.5]},
+        id="log-probs",
+        reference=ref_sparse,
+    ),
+    Case(DENSE, lambda r, n: (log_probs(r, n), soft(r, n)), {"from_log_probs": True}, id="log-probs", reference=ref_dense),
     Case(DENSE, lambda r, n: (probs(r, n), soft(r, n)), gradient="logits", reference=ref_dense),
     Case(
         DENSE,
