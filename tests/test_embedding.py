@@ -1,6 +1,7 @@
 """Embedding family (cosine distance, cosine embedding, triplet margin): PyTorch
 as the oracle, Thinc's CosineDistance.v1, hand-worked values, properties,
-zero vectors and extreme inputs, and bad inputs (SPEC sections 4 and 7).
+zero vectors and extreme inputs (1e20 in float32 included), and bad inputs
+(SPEC sections 4 and 7). MaximumMeanDiscrepancy: tests/test_embedding_mmd.py.
 
 PyTorch's losses default to the mean over rows; ours divide the sum by N as
 well, so the oracle is ``reduction="sum"`` (or the summed per-row values)
@@ -18,7 +19,9 @@ from thinc.config import ConfigValidationError
 from thinc.types import Ragged
 
 from conftest import to_numpy
-from thinc_losses_plus import CosineDistance, CosineEmbedding, TripletMargin
+from thinc_losses_plus import CosineDistance, CosineEmbedding, MaximumMeanDiscrepancy, TripletMargin
+from thinc_losses_plus._core import Evaluation, LossCalculator
+from thinc_losses_plus.functional import embedding as FE
 
 TOL = {"float32": dict(rtol=3e-5, atol=3e-6), "float64": dict(rtol=1e-10, atol=1e-12)}
 
@@ -478,7 +481,7 @@ def test_cosine_embedding_bad_inputs(xp):
         calc(x1, [1, -1, 1])
     with pytest.raises(TypeError, match="CosineEmbedding: 'guesses' must be a tuple \\(x1, x2\\) of arrays, got tuple of length 3"):
         calc((x1, x2, x2), [1, -1, 1])
-    with pytest.raises(ValueError, match="CosineEmbedding: 'guesses\\[1\\] \\(x2\\)' must have shape \\(3, 4\\)"):
+    with pytest.raises(ValueError, match="CosineEmbedding: 'guesses\\[1\\] \\(x2\\)' must have the shape and dtype of guesses\\[0\\], \\(3, 4\\)"):
         calc((x1, xp.ones((3, 5))), [1, -1, 1])
     bad = x2.copy()
     bad[1, 1] = numpy.nan
@@ -502,7 +505,7 @@ def test_triplet_margin_bad_inputs(xp):
         calc((a, p), None)
     with pytest.raises(TypeError, match="TripletMargin: 'guesses' must be a tuple"):
         calc([a, p, p], None)
-    with pytest.raises(ValueError, match="TripletMargin: 'guesses\\[2\\] \\(negative\\)' must have shape \\(3, 4\\)"):
+    with pytest.raises(ValueError, match="TripletMargin: 'guesses\\[2\\] \\(negative\\)' must have the shape and dtype of guesses\\[0\\], \\(3, 4\\)"):
         calc((a, p, xp.ones((2, 4))), None)
     bad = p.copy()
     bad[0, 0] = -numpy.inf
@@ -531,3 +534,148 @@ def test_triplet_margin_bad_inputs(xp):
 def test_triplet_margin_bad_settings(settings_, error, match):
     with pytest.raises(error, match=match):
         TripletMargin(**settings_)
+
+
+# Defects fixed on the shared core --------------------------------------------
+
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e-20, 2e37])
+@pytest.mark.parametrize("config", [{}, {"ignore_zeros": True}, {"eps": 0.5}], ids=str)
+def test_cosine_distance_of_large_and_tiny_float32_rows(scale, config, xp):
+    """Squared norms of 1e20 overflow float32 (and of 1e-20 underflow): rows are
+    rescaled, and the float32 results are float64's (whose squares fit)."""
+    g, t = (a * scale for a in rows((6, 5), seed=11))
+    loss_calc = CosineDistance(**config)
+    expected_grad, expected = loss_calc(g, t)
+    with numpy.errstate(over="raise", invalid="raise", divide="raise"):  # no overflow or NaN on the way
+        grad, loss = loss_calc(xp.asarray(g.astype("float32")), xp.asarray(t.astype("float32")))
+    assert loss == pytest.approx(expected, rel=1e-6)
+    numpy.testing.assert_allclose(to_numpy(grad), expected_grad, rtol=2e-5, atol=2e-6 * abs(expected_grad).max())
+
+
+def test_cosine_distance_rows_of_very_different_magnitudes(xp):
+    """Each row is rescaled on its own: rows of 1e20, 1 and 1e-15 in one float32 batch."""
+    g, t = rows((6, 5), seed=12)
+    factors = numpy.asarray([1e20, 1.0, 1e-15, 1e20, 3e-5, 1e33])[:, None]
+    per_example = CosineDistance(eps=1e-30).get_loss_per_example(
+        xp.asarray((g * factors).astype("float32")), xp.asarray((t * factors[::-1]).astype("float32"))
+    )
+    numpy.testing.assert_allclose(to_numpy(per_example), CosineDistance().get_loss_per_example(g, t), rtol=1e-6)
+
+
+def test_cosine_distance_float64_beyond_the_range_of_squares(xp):
+    g, t = rows((5, 3), seed=13)
+    expected_grad, expected = CosineDistance()(g, t)
+    for scale in (1e200, 1e-200):
+        grad, loss = CosineDistance(eps=1e-300)(xp.asarray(g * scale), xp.asarray(t * scale))
+        assert loss == pytest.approx(expected, rel=1e-12)
+        numpy.testing.assert_allclose(to_numpy(grad) * scale, expected_grad, rtol=1e-10)
+
+
+def test_cosine_distance_eps_below_float32s_range_is_finite(xp):
+    g = xp.asarray([[0.0, 0.0], [1.0, 2.0]], dtype="float32")
+    t = xp.asarray([[3.0, 4.0], [1.0, 2.0]], dtype="float32")
+    grad, loss = CosineDistance(eps=1e-300)(g, t)
+    assert loss == pytest.approx(0.5, rel=1e-6)  # row 0: cosine 0; row 1: cosine 1
+    assert bool(xp.isfinite(grad).all())
+
+
+def test_cosine_distance_ignore_zeros_divides_by_a_device_count(xp):
+    """The public hook: with ignore_zeros, the divisor is the number of kept rows, on the device."""
+    g, t = (xp.asarray(a) for a in rows((5, 3), seed=14))
+    t[[1, 3]] = 0.0
+    result = CosineDistance(ignore_zeros=True).evaluate(g, t)
+    assert isinstance(result, Evaluation)
+    assert result.divisor.ndim == 0 and float(result.divisor) == 3.0  # a device scalar, not a host number
+    assert result.loss() == pytest.approx(float(to_numpy(result.per_example).sum()) / 3, rel=1e-12)
+    assert CosineDistance().evaluate(g, t).divisor == 5
+    for dtype in ("float32", "float64"):  # a Python float, whatever the divisor's type
+        assert type(CosineDistance(ignore_zeros=True)(g.astype(dtype), t.astype(dtype))[1]) is float
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20, 2e37])
+def test_cosine_embedding_of_large_and_tiny_float32_rows(scale, xp):
+    x1, x2, y = labelled(9, seed=3)
+    loss_calc = CosineEmbedding(margin=0.2)
+    (e1, e2), expected = loss_calc((x1 * scale, x2 * scale), y)  # float64: PyTorch's eps acts alike
+    with numpy.errstate(over="raise", invalid="raise", divide="raise"):
+        (g1, g2), loss = loss_calc((xp.asarray((x1 * scale).astype("f")), xp.asarray((x2 * scale).astype("f"))), y)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    for got, want in ((g1, e1), (g2, e2)):
+        numpy.testing.assert_allclose(to_numpy(got), want, rtol=3e-5, atol=3e-6 * abs(want).max())
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20, 1e36])
+@pytest.mark.parametrize("config", [{}, {"p": 1.0}, {"p": 3.0, "swap": True}], ids=str)
+def test_triplet_margin_of_large_and_tiny_float32_rows(scale, config, xp):
+    """Without eps and margin the loss scales with the inputs and the gradients do not."""
+    a, p, neg = triplet_inputs(n=8, seed=15)
+    loss_calc = TripletMargin(margin=0.0, eps=0.0, **config)
+    expected_grads, expected = loss_calc((a, p, neg), None)
+    with numpy.errstate(over="raise", invalid="raise", divide="raise"):
+        grads, loss = loss_calc(tuple(xp.asarray((v * scale).astype("f")) for v in (a, p, neg)), None)
+    assert loss / scale == pytest.approx(expected, rel=1e-5)
+    for got, want in zip(grads, expected_grads):
+        numpy.testing.assert_allclose(to_numpy(got), want, rtol=3e-5, atol=3e-6)
+
+
+def test_triplet_margin_distances_beyond_the_dtype_are_named_errors(xp):
+    a, p, neg = (xp.asarray((v * 1e20).astype("float32")) for v in triplet_inputs(n=4, seed=16))
+    with pytest.raises(ValueError, match=r"Cannot calculate TripletMargin: 'guesses' hold values up to .*squared distances may overflow float32"):
+        TripletMargin(squared=True)((a, p, neg), None)
+    grads, loss = TripletMargin()((a, p, neg), None)  # plain distances of 1e20 fit
+    assert numpy.isfinite(loss) and all(bool(xp.isfinite(g).all()) for g in grads)
+    big = xp.full((1, 4), 3e38, dtype="float32")
+    with pytest.raises(ValueError, match=r"TripletMargin: 'guesses' hold values up to 3e\+38, whose distances may overflow"):
+        TripletMargin()((big, -big, big), None)
+
+
+ROBUST_CASES = [
+    ("cosine", lambda x: FE.cosine_distance(numpy, x[0], x[1], eps=1e-8, largest=x[2])),
+    ("cosine-ignore", lambda x: FE.cosine_distance(numpy, x[0], x[1], eps=1e-8, mask=FE.nonzero_rows(numpy, x[1]), largest=x[2])),
+    ("embedding", lambda x: FE.cosine_embedding(numpy, (x[0], x[1]), numpy.asarray([1, -1] * 4), margin=-0.3, largest=x[2])),
+    ("triplet", lambda x: FE.triplet_margin(numpy, (x[0], x[1], x[0] * 0.5), None, margin=1.0, p=2.0, eps=1e-6, swap=True, squared=True, largest=x[2])),
+    ("triplet-p3", lambda x: FE.triplet_margin(numpy, (x[0], x[1], -x[1]), None, margin=0.5, p=3.0, eps=0.0, swap=False, squared=False, largest=x[2])),
+    ("mmd", lambda x: FE.rbf_mmd(numpy, x[0], x[1], bandwidths=[0.5, 3.0], largest=x[2])),
+]
+
+
+@pytest.mark.parametrize("name,fn", ROBUST_CASES, ids=[c[0] for c in ROBUST_CASES])
+def test_rescaled_maths_agrees_with_the_direct_formulas(name, fn):
+    """``largest=None`` takes the rescaled path: on ordinary inputs it gives the direct path's numbers."""
+    g, t = rows((8, 5), seed=18)
+    largest = float(max(abs(g).max(), abs(t).max()))
+    grads_fast, fast = fn((g, t, largest))
+    grads_safe, safe = fn((g, t, None))
+    numpy.testing.assert_allclose(safe, fast, rtol=1e-12, atol=1e-14)
+    grads_fast = grads_fast if isinstance(grads_fast, tuple) else (grads_fast,)
+    grads_safe = grads_safe if isinstance(grads_safe, tuple) else (grads_safe,)
+    for a, b in zip(grads_safe, grads_fast):
+        numpy.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+
+
+EMBEDDING_CALLS = [
+    (CosineDistance(ignore_zeros=True), lambda g, t, y: (g, t)),
+    (CosineEmbedding(), lambda g, t, y: ((g, t), y)),
+    (TripletMargin(), lambda g, t, y: ((g, t, g * 0.5), None)),
+    (MaximumMeanDiscrepancy(), lambda g, t, y: (g, t[:5])),
+]
+
+
+@pytest.mark.parametrize("loss_calc,args", EMBEDDING_CALLS, ids=lambda c: type(c).__name__ if isinstance(c, LossCalculator) else "")
+def test_one_checks_run_per_call_sample_weight_included(loss_calc, args, monkeypatch):
+    from thinc_losses_plus import _inputs
+
+    g, t = rows((6, 4), seed=19)
+    guesses, truths = args(g, t, [1, -1, 1, 1, -1, -1])
+    runs = []
+    original = _inputs.Checks.run
+    monkeypatch.setattr(_inputs.Checks, "run", lambda self: runs.append(1) or original(self))
+    for method in (loss_calc.__call__, loss_calc.get_grad, loss_calc.get_loss, loss_calc.get_loss_per_example):
+        method(guesses, truths, sample_weight=numpy.ones(6))
+    assert len(runs) == 4
+
+
+def test_no_private_overrides_of_the_base():
+    for cls in (CosineDistance, CosineEmbedding, TripletMargin, MaximumMeanDiscrepancy):
+        private = [k for k in vars(cls) if k.startswith("_") and not k.startswith("__") and hasattr(LossCalculator, k)]
+        assert private == [], f"{cls.__name__} overrides {private}"

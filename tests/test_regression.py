@@ -459,17 +459,17 @@ def test_bad_arrays(name, config, xp):
         loss_calc(g, t[:2])
     with pytest.raises(ValueError, match=rf"{label}: 'truths' must have shape"):
         loss_calc(g, t.reshape(2, 3))
-    with pytest.raises(ValueError, match=rf"{label}: 'guesses' must be 1- or 2-dimensional"):
+    with pytest.raises(ValueError, match=rf"{label}: 'guesses' must be 1-dimensional or 2-dimensional"):
         loss_calc(g.reshape(3, 2, 1), t.reshape(3, 2, 1))
-    with pytest.raises(ValueError, match=rf"{label}: 'guesses' must be 1- or 2-dimensional"):
+    with pytest.raises(ValueError, match=rf"{label}: 'guesses' must be 1-dimensional or 2-dimensional"):
         loss_calc(g[0, 0], t[0, 0])
     with pytest.raises(TypeError, match=rf"{label}: 'guesses' must have a float dtype"):
         loss_calc(g.astype("int32"), t)
     with pytest.raises(TypeError, match=rf"{label}: 'guesses' must be a numpy or cupy array"):
         loss_calc([[0.5, 0.5]] * 3, t)
     with pytest.raises(TypeError, match=rf"{label}: 'truths' must hold numbers"):
-        loss_calc(g, t > 0)
-    with pytest.raises(TypeError, match=rf"{label}: 'truths' must hold numbers"):
+        loss_calc(g, t.astype("complex64"))
+    with pytest.raises(TypeError, match=rf"{label}: 'truths' must be a \(nested\) list of numbers"):
         loss_calc(g, [["a", "b"]] * 3)
     with pytest.raises(TypeError, match=rf"{label}: 'truths' must be an array of numbers"):
         loss_calc(g, "truths")
@@ -589,3 +589,171 @@ def test_settings_from_config_reach_the_calculator():
     assert resolve("Huber.v1", delta=0.5).delta == 0.5
     assert resolve("SmoothL1.v1", beta=0.0).beta == 0.0
     assert resolve("GaussianNLL.v1", eps=1e-3, full=True).eps == 1e-3
+
+
+# Defects fixed on the shared core ------------------------------------------------
+
+WEIGHTED_1D = [
+    ("L2Distance.v2", {}),
+    ("L1Distance.v1", {}),
+    ("Huber.v1", {"delta": 0.7}),
+    ("SmoothL1.v1", {"beta": 0.7}),
+    ("LogCosh.v1", {}),
+    ("PoissonNLL.v1", {"from_logits": True}),
+    ("GaussianNLL.v1", {}),
+]
+
+
+def one_value_per_example(name, n=7, seed=11):
+    rng = numpy.random.default_rng(seed)
+    g, t = rng.normal(size=n), rng.normal(size=n)
+    if name == "PoissonNLL.v1":
+        t = numpy.round(abs(t) * 3)
+    if name == "GaussianNLL.v1":
+        g = (g, rng.uniform(0.2, 2.0, size=n))
+    return g, t
+
+
+@pytest.mark.parametrize("name,config", WEIGHTED_1D)
+def test_sample_weight_n_1_with_1d_guesses(name, config, xp):
+    """(N, 1) weights for (N,) guesses are one weight per example, as (N,)."""
+    g, t = one_value_per_example(name)
+    g = tuple(xp.asarray(a) for a in g) if isinstance(g, tuple) else xp.asarray(g)
+    w = numpy.random.default_rng(2).uniform(0.1, 2.0, size=7)
+    loss_calc = resolve(name, **config)
+    flat = loss_calc(g, xp.asarray(t), sample_weight=xp.asarray(w))
+    column = loss_calc(g, xp.asarray(t), sample_weight=xp.asarray(w[:, None]))
+    assert flat[1] == column[1]
+    for a, b in zip(flat[0] if isinstance(flat[0], tuple) else [flat[0]], column[0] if isinstance(column[0], tuple) else [column[0]]):
+        assert to_numpy(a).tobytes() == to_numpy(b).tobytes()
+    per_example = to_numpy(loss_calc.get_loss_per_example(g, xp.asarray(t)))
+    assert flat[1] == pytest.approx(float((per_example * w).sum()) / 7, rel=1e-12)
+
+
+def test_gaussian_variance_n_1_with_1d_mean(xp):
+    """One variance per row as (N, 1) for a 1-d mean: as (N,), the gradient in the variance's shape."""
+    (mean, var), t = one_value_per_example("GaussianNLL.v1")
+    mean, var, t = xp.asarray(mean), xp.asarray(var), xp.asarray(t)
+    (d_mean, d_var), loss = GaussianNLL()((mean, var[:, None]), t)
+    (e_mean, e_var), expected = GaussianNLL()((mean, var), t)
+    assert loss == expected
+    assert d_var.shape == (7, 1)
+    assert to_numpy(d_var).reshape(-1).tobytes() == to_numpy(e_var).tobytes()
+    with pytest.raises(ValueError, match=r"GaussianNLL: 'guesses\[1\]' \(the variance\) must have shape \(7,\) or \(7, 1\)"):
+        GaussianNLL()((mean, var[:3]), t)
+
+
+LARGE = [("L1Distance.v1", {}), ("Huber.v1", {}), ("SmoothL1.v1", {}), ("LogCosh.v1", {}), ("SmoothL1.v1", {"beta": 0.0})]
+
+
+@pytest.mark.parametrize("name,config", LARGE)
+def test_large_float32_differences_give_the_float64_result(name, config, xp):
+    """Losses linear in |d| stay finite at 1e20 in float32, and correct."""
+    rng = numpy.random.default_rng(4)
+    g, t = (rng.normal(size=(5, 3)) * 1e20).astype("float32"), (rng.normal(size=(5, 3)) * 1e20).astype("float32")
+    grad, loss = resolve(name, **config)(xp.asarray(g), xp.asarray(t))
+    expected_grad, expected = resolve(name, **config)(g.astype("float64"), t.astype("float64"))
+    assert math.isfinite(loss) and loss == pytest.approx(expected, rel=1e-6)
+    numpy.testing.assert_allclose(to_numpy(grad), expected_grad, rtol=1e-6)
+
+
+def test_large_float32_losses_that_overflow_are_named_errors(xp):
+    g = xp.asarray([[1e20, -1e20]], dtype="float32")
+    t = xp.zeros((1, 2), dtype="float32")
+    # 0.5 * (1e20)^2 does not fit a float32.
+    with pytest.raises(ValueError, match=r"Cannot calculate L2Distance: 'guesses' give a loss that overflows float32"):
+        L2Distance()(g, t)
+    with pytest.raises(ValueError, match=r"Cannot calculate GaussianNLL: 'guesses' give a loss that overflows float32"):
+        GaussianNLL()((g, xp.ones((1, 2), dtype="float32")), t)
+    # ... while the same numbers in float64 are fine, and the variance scaled alike keeps GaussianNLL finite.
+    assert L2Distance().get_loss(g.astype("float64"), t.astype("float64")) == pytest.approx(1e40, rel=1e-6)
+    (d_mean, d_var), loss = GaussianNLL()((g, abs(g)), t)
+    assert math.isfinite(loss) and bool(xp.isfinite(d_mean).all()) and bool(xp.isfinite(d_var).all())
+
+
+def test_gradients_that_overflow_while_the_loss_does_not_are_named_errors(xp):
+    # Rate 0, count 1e31: the loss -1e31 log(1e-8) fits a float32, the gradient 1 - 1e31 / 1e-8 does not.
+    rates, counts = xp.zeros((1, 1), dtype="float32"), xp.full((1, 1), 1e31, dtype="float32")
+    with pytest.raises(ValueError, match=r"Cannot calculate PoissonNLL: 'guesses' give a gradient that overflows float32"):
+        PoissonNLL()(rates, counts)
+    assert math.isfinite(PoissonNLL().get_loss(rates, counts))  # the loss alone is fine
+    # Residual 1e15 with the variance clamped at 1e-6: d_var = 0.5 (1e6 - 1e42) overflows.
+    mean, var = xp.full((1, 1), 1e15, dtype="float32"), xp.zeros((1, 1), dtype="float32")
+    with pytest.raises(ValueError, match=r"Cannot calculate GaussianNLL: 'guesses\[1\]' give a gradient that overflows"):
+        GaussianNLL()((mean, var), xp.zeros((1, 1), dtype="float32"))
+
+
+def test_bool_truths_are_numbers(xp):
+    """Truths go through the one input layer, which takes bools as 0 and 1."""
+    g = xp.asarray([[0.2, 0.9], [0.4, 0.1]])
+    t = xp.asarray([[False, True], [True, False]])
+    assert L2Distance().get_loss(g, t) == L2Distance().get_loss(g, t.astype("float64"))
+
+
+def _counting_checks(monkeypatch):
+    from thinc_losses_plus import _inputs
+
+    counts = {"checks": 0, "runs": 0}
+    original_init, original_run = _inputs.Checks.__init__, _inputs.Checks.run
+
+    def init(self, *args, **kwargs):
+        counts["checks"] += 1
+        original_init(self, *args, **kwargs)
+
+    def run(self):
+        counts["runs"] += 1
+        return original_run(self)
+
+    monkeypatch.setattr(_inputs.Checks, "__init__", init)
+    monkeypatch.setattr(_inputs.Checks, "run", run)
+    monkeypatch.setattr(_inputs, "check_loss_finite", lambda *a, **k: pytest.fail("a second check transfer"))
+    return counts
+
+
+@pytest.mark.parametrize("name,config", WEIGHTED_1D + [("PoissonNLL.v1", {})])
+def test_one_checks_run_per_call_sample_weight_included(name, config, monkeypatch):
+    """All value checks of a call (sample_weight's too) are brought to the host in one run."""
+    g, t = one_value_per_example(name)
+    if name == "PoissonNLL.v1" and not config:
+        g = abs(g)
+    loss_calc = resolve(name, **config)
+    counts = _counting_checks(monkeypatch)
+    for method in (loss_calc.__call__, loss_calc.get_grad, loss_calc.get_loss):
+        method(g, t, sample_weight=numpy.ones(7))
+    assert counts == {"checks": 3, "runs": 3}
+
+
+LAYOUTS = {
+    "fortran": lambda x: numpy.asfortranarray(x),
+    "negative-strides": lambda x: numpy.ascontiguousarray(x[::-1, ::-1])[::-1, ::-1],
+    "sliced": lambda x: numpy.repeat(x, 2, axis=1)[:, ::2],
+    "read-only": lambda x: _read_only(x),
+}
+
+
+def _read_only(x):
+    x = x.copy()
+    x.setflags(write=False)
+    return x
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("name,config", WEIGHTED_1D + [("PoissonNLL.v1", {})])
+def test_every_input_in_any_layout_gives_the_same_bits(name, config, layout):
+    """Guesses, truths, the variance and per-element sample weights, in any layout."""
+    rng = numpy.random.default_rng(8)
+    g, t = rng.normal(size=(6, 3)).astype("float32"), rng.normal(size=(6, 3)).astype("float32")
+    if name == "PoissonNLL.v1":
+        t = numpy.round(abs(t) * 3)
+        g = g if config else abs(g)
+    if name == "GaussianNLL.v1":
+        g = (g, rng.uniform(0.2, 2.0, size=(6, 3)).astype("float32"))
+    w = rng.uniform(0.0, 2.0, size=(6, 3)).astype("float32")
+    odd = LAYOUTS[layout]
+    loss_calc = resolve(name, **config)
+    expected = loss_calc(g, t, sample_weight=w)
+    odd_g = tuple(odd(a) for a in g) if isinstance(g, tuple) else odd(g)
+    got = loss_calc(odd_g, odd(t), sample_weight=odd(w))
+    assert got[1] == expected[1]
+    for a, b in zip(got[0] if isinstance(got[0], tuple) else [got[0]], expected[0] if isinstance(expected[0], tuple) else [expected[0]]):
+        assert a.tobytes() == b.tobytes() and a.flags.c_contiguous == b.flags.c_contiguous

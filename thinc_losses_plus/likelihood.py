@@ -1,113 +1,25 @@
 """Regression losses that are negative log-likelihoods: Poisson and Gaussian.
 
 As the other regression losses (:mod:`thinc_losses_plus.regression`), each
-row is an example whose loss is summed over its columns, and ``normalize``
-divides by the number of rows N (PyTorch's ``reduction="sum"`` / N).
+row is an example whose loss is summed over its columns, ``normalize``
+divides by the number of rows N (PyTorch's ``reduction="sum"`` / N), and
+all checks of a call, the per-example losses' included, make one transfer.
+Besides the loss, the gradients are checked where they can overflow while
+the loss does not (Poisson rates near 0 with large counts, Gaussian
+variances small for their residuals).
 """
 import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy
-from thinc.backends import get_array_ops
 
 from ._checks import call_error, check_bool, check_float
-from ._core import LossCalculator
-from ._inputs import as_compute_dtype, float_array, restore_dtype
-from ._regression_inputs import (
-    Array,
-    Result,
-    check_loss_finite,
-    finish_elementwise,
-    float_guesses,
-    regression_inputs,
-    row_sum,
-    scale_grad,
-)
-
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+from ._inputs import as_compute_dtype, float_guesses, restore_dtype
+from .functional import regression as F
+from .regression import Array, RegressionLoss, check_finite_grad, check_finite_loss, check_non_negative
 
 
-def check_non_negative(name: str, arg: str, x: Array, what: str) -> None:
-    if x.size and bool(x.min() < 0):
-        raise call_error(name, arg, f"must be non-negative ({what}), got a minimum of {float(x.min())!r}")
-
-
-# Maths --------------------------------------------------------------------
-
-
-def stirling_term(t: Array) -> Array:
-    """``t log t - t + 0.5 log(2 pi t)`` where ``t > 1``, else 0 (PyTorch's ``full``)."""
-    xp = get_array_ops(t).xp
-    ts = xp.maximum(t, 1.0)
-    term = ts * xp.log(ts) - ts + 0.5 * xp.log((2.0 * math.pi) * ts)
-    term *= t > 1
-    return term
-
-
-def poisson_nll_log_rate(x: Array, t: Array, full: bool, weights, divisor: float, want_grad: bool) -> Result:
-    """Guesses are log-rates: ``exp(x) - t x``; gradient ``exp(x) - t``."""
-    xp = get_array_ops(x).xp
-    loss = xp.exp(x)
-    grad = loss - t if want_grad else None
-    loss -= t * x
-    if full:
-        loss += stirling_term(t)
-    return finish_elementwise(loss, grad, weights, divisor)
-
-
-def poisson_nll_rate(x: Array, t: Array, eps: float, full: bool, weights, divisor: float, want_grad: bool) -> Result:
-    """Guesses are rates: ``x - t log(x + eps)``; gradient ``1 - t / (x + eps)``."""
-    xp = get_array_ops(x).xp
-    shifted = x + eps
-    grad = None
-    if want_grad:
-        grad = t / shifted
-        grad = xp.subtract(1.0, grad, out=grad)
-    loss = x - t * xp.log(shifted, out=shifted)
-    if full:
-        loss += stirling_term(t)
-    return finish_elementwise(loss, grad, weights, divisor)
-
-
-def gaussian_nll(
-    mean: Array, var: Array, t: Array, eps: float, full: bool, weights, divisor: float, want_grad: bool
-) -> Tuple[Optional[Tuple[Array, Array]], Array]:
-    """``0.5 (log v + (mean - t)^2 / v)`` (+ ``0.5 log 2 pi``), ``v = max(var, eps)``.
-
-    ``var`` has the mean's shape or one column (broadcast over the columns).
-    Gradients: ``(mean - t) / v`` and ``0.5 (1 / v - (mean - t)^2 / v^2)``
-    summed over the columns the variance is shared by, evaluated at the
-    clamped ``v`` and passed straight through the clamp (PyTorch clamps
-    under ``no_grad``).
-    """
-    xp = get_array_ops(mean).xp
-    v = xp.maximum(var, eps)
-    inv = 1.0 / v
-    r = mean - t
-    z = r * inv  # d loss / d mean
-    loss = r
-    loss *= z
-    loss += xp.log(v)
-    loss *= 0.5
-    if full:
-        loss += HALF_LOG_2PI
-    grads = None
-    if want_grad:
-        d_var = z * z
-        d_var = xp.subtract(inv, d_var, out=d_var)
-        d_var *= 0.5
-        if d_var.shape != var.shape:  # one variance per row: sum its columns
-            d_var = scale_grad(row_sum(d_var, weights)[:, None], None, divisor)
-        else:
-            d_var = scale_grad(d_var, weights, divisor)
-        grads = (scale_grad(z, weights, divisor), d_var)
-    return grads, row_sum(loss, weights)
-
-
-# Calculators --------------------------------------------------------------
-
-
-class PoissonNLL(LossCalculator):
+class PoissonNLL(RegressionLoss):
     """Poisson negative log-likelihood of counts ``t`` given rates.
 
     With rates ``r = g`` (``from_logits=False``, the default; guesses must
@@ -161,24 +73,24 @@ class PoissonNLL(LossCalculator):
         self.full = check_bool(self.name, "full", full)
         self.eps = check_float(self.name, "eps", eps, low=0.0, low_open=True, high=math.inf, high_open=True)
 
-    def count_examples(self, guesses) -> int:
-        return float_guesses(self.name, "guesses", guesses).shape[0]
-
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
-        xp, g, t, weights = regression_inputs(self.name, guesses, truths, sample_weight)
+        xp, g, t, weights, checks = self.inputs(guesses, truths, sample_weight)
         if not self.from_logits:
-            check_non_negative(self.name, "guesses", g, "rates; use from_logits=True for log-rates")
-        check_non_negative(self.name, "truths", t, "Poisson counts")
-        with numpy.errstate(all="ignore"):  # non-finite results are diagnosed below
-            if self.from_logits:
-                grad, per_example = poisson_nll_log_rate(g, t, self.full, weights, divisor, want_grad)
-            else:
-                grad, per_example = poisson_nll_rate(g, t, self.eps, self.full, weights, divisor, want_grad)
-        check_loss_finite(self.name, per_example, (("guesses", g), ("truths", t)))
+            check_non_negative(checks, "guesses", g, "rates; use from_logits=True for log-rates")
+        check_non_negative(checks, "truths", t, "Poisson counts")
+        with numpy.errstate(all="ignore"):  # non-finite results are diagnosed by the checks
+            grad, per_example = F.poisson_nll(
+                xp, g, t, from_logits=self.from_logits, full=self.full, eps=self.eps, weights=weights,
+                divisor=divisor, want_grad=want_grad,
+            )
+        check_finite_loss(checks, per_example, (("guesses", g), ("truths", t)))
+        if not self.from_logits:
+            check_finite_grad(checks, "guesses", grad, "rates too close to 0 for their counts (raise eps)")
+        checks.run()
         return restore_dtype(grad, guesses), per_example
 
 
-class GaussianNLL(LossCalculator):
+class GaussianNLL(RegressionLoss):
     """Gaussian negative log-likelihood of ``t`` given a mean and a variance.
 
     Guesses are a tuple ``(mean, var)``; with ``v = max(var, eps)``:
@@ -239,32 +151,31 @@ class GaussianNLL(LossCalculator):
         if not isinstance(guesses, tuple) or len(guesses) != 2:
             got = f"a tuple of {len(guesses)}" if isinstance(guesses, tuple) else type(guesses).__name__
             raise call_error(self.name, "guesses", f"must be a tuple (mean, var), got {got}", TypeError)
-        mean, var = guesses
-        float_guesses(self.name, "guesses[0]", mean)
-        float_array(self.name, "guesses[1]", var)
-        return mean, var
-
-    def count_examples(self, guesses) -> int:
-        return self.split(guesses)[0].shape[0]
+        return guesses
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
         mean, var = self.split(guesses)
-        n = mean.shape[0]
-        shared = (n,) if mean.ndim == 1 else (n, 1)
-        if tuple(var.shape) not in (tuple(mean.shape), shared, (n,)):
+        xp, m, t, weights, checks = self.inputs(mean, truths, sample_weight, arg="guesses[0]")
+        n = m.shape[0]
+        v = float_guesses(self.name, "guesses[1]", var)
+        shared = (n, 1)
+        if tuple(v.shape) not in (tuple(m.shape), shared, (n,)):
+            allowed = f"{tuple(m.shape)} or {shared}" if m.ndim == 2 else f"{(n,)} or {shared}"
             raise call_error(
-                self.name,
-                "guesses[1]",
-                f"(the variance) must have shape {tuple(mean.shape)} or {shared}, got {tuple(var.shape)}",
+                self.name, "guesses[1]", f"(the variance) must have shape {allowed}, got {tuple(v.shape)}"
             )
-        xp, m, t, weights = regression_inputs(self.name, mean, truths, sample_weight)
-        v = as_compute_dtype(var).astype(m.dtype, copy=False)
-        if v.ndim < m.ndim:
-            v = v.reshape(shared)
-        check_non_negative(self.name, "guesses[1]", v, "a variance")
-        with numpy.errstate(all="ignore"):  # non-finite results are diagnosed below
-            grads, per_example = gaussian_nll(m, v, t, self.eps, self.full, weights, divisor, want_grad)
-        check_loss_finite(self.name, per_example, (("guesses[0]", m), ("guesses[1]", v), ("truths", t)))
+        v = as_compute_dtype(v.astype(m.dtype, copy=False))
+        if v.shape != m.shape:  # one variance per row
+            v = v.reshape(m.shape[:1] + (1,) * (m.ndim - 1))
+        check_non_negative(checks, "guesses[1]", v, "a variance")
+        with numpy.errstate(all="ignore"):  # non-finite results are diagnosed by the checks
+            grads, per_example = F.gaussian_nll(
+                xp, (m, v), t, full=self.full, eps=self.eps, weights=weights, divisor=divisor, want_grad=want_grad
+            )
+        check_finite_loss(checks, per_example, (("guesses[0]", m), ("guesses[1]", v), ("truths", t)))
+        if grads is not None:
+            check_finite_grad(checks, "guesses[1]", grads[1], "variances too small for their residuals")
+        checks.run()
         if grads is None:
             return None, per_example
         d_mean, d_var = grads

@@ -8,137 +8,119 @@ N * C instead). The gradient is the exact derivative ``f'(d)`` with respect
 to the guesses (a subgradient where ``f`` has a kink).
 
 Guesses are float arrays of shape ``(N, C)`` or ``(N,)`` (one value per
-example); truths are numbers of the same shape (float or int arrays, or
-nested lists); see :mod:`thinc_losses_plus._regression_inputs` for the checks.
+example); truths are numbers of the same shape (float, int or bool arrays,
+or nested lists). ``sample_weight`` is ``(N,)``, ``(N, 1)`` or the guesses'
+shape. The maths is in :mod:`thinc_losses_plus.functional.regression`.
 
-The maths functions take the difference ``d`` (a fresh array they may
-overwrite), the weights (``None`` or broadcastable to ``d``) and the divisor,
-and return ``(gradient / divisor or None, per-example losses)``.
+Checks: a NaN or infinite input always makes the loss non-finite, so the
+inputs are not scanned up front; one reduction over the N per-example
+losses, folded with the other checks of the call (sample weights, value
+ranges) into one :class:`~thinc_losses_plus._inputs.Checks`, tells whether
+anything is wrong, and only then are the inputs diagnosed. A loss too large
+for the dtype (0.5 * (1e20)^2 in float32) is refused with an error rather
+than returned as inf.
 """
 import math
+from typing import Any, Tuple
 
 import numpy
-from thinc.backends import get_array_ops
 
 from ._checks import check_float
 from ._core import LossCalculator
-from ._inputs import restore_dtype
-from ._regression_inputs import (
-    Array,
-    Result,
-    check_loss_finite,
-    finish_elementwise,
+from ._inputs import (
+    Checks,
+    array_module,
+    finite_problem,
     float_guesses,
-    regression_inputs,
-    row_dot,
-    row_sum,
-    scale_grad,
+    is_array,
+    numeric_truths,
+    prepare_sample_weight,
+    restore_dtype,
 )
+from .functional import regression as F
 
-#: Beyond this |d|, log(cosh(d)) = log(cosh(20)) + (|d| - 20) to within 5e-18.
-LOGCOSH_LINEAR = 20.0
-
-
-# Maths --------------------------------------------------------------------
+Array = Any
 
 
-def half_squared_error(d: Array, weights, divisor: float, want_grad: bool) -> Result:
-    """``0.5 * d**2`` per element; gradient ``d``."""
-    per_example = 0.5 * row_dot(d, d, weights)
-    grad = scale_grad(d, weights, divisor) if want_grad else None
-    return grad, per_example
+# Checks ---------------------------------------------------------------------
 
 
-def absolute_error(d: Array, weights, divisor: float, want_grad: bool) -> Result:
-    """``|d|`` per element; subgradient ``sign(d)`` (0 at d = 0)."""
-    xp = get_array_ops(d).xp
-    grad = xp.sign(d) if want_grad else None
-    return finish_elementwise(xp.abs(d, out=d), grad, weights, divisor)
+def check_finite_loss(checks: Checks, per_example: Array, inputs: Tuple[Tuple[str, Array], ...]) -> None:
+    """Register with ``checks``: the per-example losses are finite.
 
-
-def _excess(d: Array, width: float) -> Array:
-    """``max(|d| - width, 0)``, overwriting ``d``."""
-    xp = get_array_ops(d).xp
-    excess = xp.abs(d, out=d)
-    excess -= width
-    return xp.clip(excess, 0.0, math.inf, out=excess)
-
-
-def huber_error(d: Array, delta: float, weights, divisor: float, want_grad: bool) -> Result:
-    """``0.5 d^2`` if ``|d| < delta`` else ``delta (|d| - delta/2)``; gradient ``clip(d, -delta, delta)``.
-
-    Computed without branches as ``0.5 c^2 + delta max(|d| - delta, 0)``, ``c = clip(d, -delta, delta)``.
+    One float64 sum over the N losses; after a failure, the first
+    non-finite input is named, or else the loss overflowed the dtype.
     """
-    xp = get_array_ops(d).xp
-    # A delta beyond the dtype's range clips nothing and leaves no excess: cap it (exact).
-    delta = min(delta, float(numpy.finfo(d.dtype).max))
-    c = xp.clip(d, -delta, delta)
-    per_example = 0.5 * row_dot(c, c, weights) + delta * row_sum(_excess(d, delta), weights)
-    grad = scale_grad(c, weights, divisor) if want_grad else None
-    return grad, per_example
+    if not per_example.size:
+        return
+    xp = checks.xp
+    bad = ~xp.isfinite(per_example.sum(dtype=xp.float64))
+    for arg, x in inputs:
+        checks.fail_if(bad, arg, lambda x=x: finite_problem(x))
+    hint = "they are too far from the truths"
+    checks.fail_if(bad, "guesses", lambda: overflow_problem(xp, per_example, "a loss", hint))
 
 
-def smooth_l1_error(d: Array, beta: float, weights, divisor: float, want_grad: bool) -> Result:
-    """``0.5 d^2 / beta`` if ``|d| < beta`` else ``|d| - beta/2``; gradient ``u = clip(d, -beta, beta) / beta``.
-
-    Computed as ``0.5 u clip(d, -beta, beta) + max(|d| - beta, 0)``; ``beta = 0`` (or
-    a beta that is 0 in the dtype) is the absolute error.
-    """
-    if d.dtype.type(beta) == 0:
-        return absolute_error(d, weights, divisor, want_grad)
-    xp = get_array_ops(d).xp
-    bound = min(beta, float(numpy.finfo(d.dtype).max))
-    c = xp.clip(d, -bound, bound)
-    u = c / beta  # 0 where beta is beyond the dtype's range, as the exact value rounds
-    per_example = 0.5 * row_dot(u, c, weights) + row_sum(_excess(d, bound), weights)
-    grad = scale_grad(u, weights, divisor) if want_grad else None
-    return grad, per_example
+def check_finite_grad(checks: Checks, arg: str, grad: Array, hint: str) -> None:
+    """Register with ``checks``: a gradient whose loss is finite did not overflow (one sum)."""
+    if grad is not None and grad.size:
+        xp = checks.xp  # (the message must not hold ``checks``: a cycle would keep the arrays alive)
+        checks.fail_if(~xp.isfinite(grad.sum()), arg, lambda: overflow_problem(xp, grad, "a gradient", hint))
 
 
-def log_cosh_error(d: Array, weights, divisor: float, want_grad: bool) -> Result:
-    """``log(cosh(d))`` per element, computed stably; gradient ``tanh(d)``.
+def overflow_problem(xp, values: Array, what: str, hint: str):
+    """The message for finite inputs whose results are not finite (None if they are, after all)."""
+    if bool(xp.isfinite(values).all()):
+        return None  # finite values whose sum overflows (the reported loss is then inf, honestly)
+    return f"give {what} that overflows {values.dtype}: {hint}"
 
-    ``log(cosh(d)) = log1p(2 sinh(|d|/2)^2)``, exact to full relative
-    precision as ``d -> 0`` (unlike ``|d| + log1p(exp(-2|d|)) - log 2``,
-    which cancels there); beyond ``|d| = 20`` the function is linear to
-    within 5e-18, so the sinh is evaluated at ``min(|d|, 20)`` (no overflow)
-    and ``max(|d| - 20, 0)`` is added.
-    """
-    xp = get_array_ops(d).xp
-    grad = xp.tanh(d) if want_grad else None
-    a = xp.abs(d, out=d)
-    loss = xp.clip(a, 0.0, LOGCOSH_LINEAR)
-    loss *= 0.5
-    xp.sinh(loss, out=loss)
-    loss *= loss
-    loss *= 2.0
-    xp.log1p(loss, out=loss)
-    a -= LOGCOSH_LINEAR
-    loss += xp.clip(a, 0.0, math.inf, out=a)
-    return finish_elementwise(loss, grad, weights, divisor)
+
+def check_non_negative(checks: Checks, arg: str, x: Array, what: str) -> None:
+    """Register with ``checks``: ``x`` has no negative entry (NaN is left to the loss check)."""
+    if x.size:
+        checks.fail_if(
+            x.min() < 0, arg, lambda: f"must be non-negative ({what}), got a minimum of {float(x.min())!r}"
+        )
 
 
 # Calculators --------------------------------------------------------------
 
 
-class _DifferenceLoss(LossCalculator):
-    """A loss of ``d = guesses - truths``: validates, calls :meth:`penalty`."""
+class RegressionLoss(LossCalculator):
+    """Base of the regression family: guesses ``(N, C)`` or ``(N,)``, truths of their shape."""
 
     def count_examples(self, guesses) -> int:
-        return float_guesses(self.name, "guesses", guesses).shape[0]
+        """The rows of the guesses (of the mean, for a ``(mean, var)`` tuple); :meth:`compute` checks them."""
+        first = guesses[0] if isinstance(guesses, tuple) and guesses else guesses
+        return int(first.shape[0]) if is_array(first) and first.ndim else 0
 
-    def penalty(self, d: Array, weights, divisor: float, want_grad: bool) -> Result:
+    def inputs(self, guesses, truths, sample_weight, arg: str = "guesses"):
+        """``(xp, guesses, truths, weights, checks)``: C-contiguous, in the compute dtype; one
+        :class:`Checks` for the call, holding the sample weights' checks already."""
+        g = float_guesses(self.name, arg, guesses)
+        xp = array_module(g)
+        t = numeric_truths(self.name, truths, xp, g.dtype, g.shape)
+        checks = Checks(self.name, xp)
+        weights = prepare_sample_weight(self.name, sample_weight, g.shape, xp, g.dtype, checks)
+        return xp, g, t, weights, checks
+
+
+class DifferenceLoss(RegressionLoss):
+    """A loss of ``d = guesses - truths``: :meth:`penalty` is one call of the maths."""
+
+    def penalty(self, xp, guesses, truths, *, weights, divisor, want_grad):
         raise NotImplementedError
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
-        xp, g, t, weights = regression_inputs(self.name, guesses, truths, sample_weight)
-        with numpy.errstate(all="ignore"):  # non-finite results are diagnosed below
-            grad, per_example = self.penalty(g - t, weights, divisor, want_grad)
-        check_loss_finite(self.name, per_example, (("guesses", g), ("truths", t)))
+        xp, g, t, weights, checks = self.inputs(guesses, truths, sample_weight)
+        with numpy.errstate(all="ignore"):  # non-finite results are diagnosed by the checks
+            grad, per_example = self.penalty(xp, g, t, weights=weights, divisor=divisor, want_grad=want_grad)
+        check_finite_loss(checks, per_example, (("guesses", g), ("truths", t)))
+        checks.run()
         return restore_dtype(grad, guesses), per_example
 
 
-class L2Distance(_DifferenceLoss):
+class L2Distance(DifferenceLoss):
     """Half the squared error: ``loss_i = 0.5 * sum_c (g_ic - t_ic)^2``.
 
     Registered as ``L2Distance.v2``. The gradient, ``g - t`` (divided by N
@@ -176,11 +158,11 @@ class L2Distance(_DifferenceLoss):
 
     name = "L2Distance"
 
-    def penalty(self, d, weights, divisor, want_grad):
-        return half_squared_error(d, weights, divisor, want_grad)
+    def penalty(self, xp, guesses, truths, **reduction):
+        return F.half_squared_error(xp, guesses, truths, **reduction)
 
 
-class L1Distance(_DifferenceLoss):
+class L1Distance(DifferenceLoss):
     """Absolute error: ``loss_i = sum_c |g_ic - t_ic|``.
 
     The gradient with respect to the guesses is the subgradient
@@ -215,11 +197,11 @@ class L1Distance(_DifferenceLoss):
 
     name = "L1Distance"
 
-    def penalty(self, d, weights, divisor, want_grad):
-        return absolute_error(d, weights, divisor, want_grad)
+    def penalty(self, xp, guesses, truths, **reduction):
+        return F.absolute_error(xp, guesses, truths, **reduction)
 
 
-class Huber(_DifferenceLoss):
+class Huber(DifferenceLoss):
     """Huber loss: with ``d = g - t``, ``loss_i = sum_c h(d_ic)`` where
     ``h(d) = 0.5 d^2`` if ``|d| < delta`` and ``delta (|d| - 0.5 delta)``
     otherwise: quadratic near 0, linear (slope ``delta``) in the tails.
@@ -263,11 +245,11 @@ class Huber(_DifferenceLoss):
         super().__init__(normalize=normalize)
         self.delta = check_float(self.name, "delta", delta, low=0.0, low_open=True, high=math.inf, high_open=True)
 
-    def penalty(self, d, weights, divisor, want_grad):
-        return huber_error(d, self.delta, weights, divisor, want_grad)
+    def penalty(self, xp, guesses, truths, **reduction):
+        return F.huber_error(xp, guesses, truths, delta=self.delta, **reduction)
 
 
-class SmoothL1(_DifferenceLoss):
+class SmoothL1(DifferenceLoss):
     """Smooth L1 loss: with ``d = g - t``, ``loss_i = sum_c s(d_ic)`` where
     ``s(d) = 0.5 d^2 / beta`` if ``|d| < beta`` and ``|d| - 0.5 beta``
     otherwise (``beta = 0`` is the absolute error).
@@ -310,11 +292,11 @@ class SmoothL1(_DifferenceLoss):
         super().__init__(normalize=normalize)
         self.beta = check_float(self.name, "beta", beta, low=0.0, high=math.inf, high_open=True)
 
-    def penalty(self, d, weights, divisor, want_grad):
-        return smooth_l1_error(d, self.beta, weights, divisor, want_grad)
+    def penalty(self, xp, guesses, truths, **reduction):
+        return F.smooth_l1_error(xp, guesses, truths, beta=self.beta, **reduction)
 
 
-class LogCosh(_DifferenceLoss):
+class LogCosh(DifferenceLoss):
     """Log-cosh loss: ``loss_i = sum_c log(cosh(g_ic - t_ic))``.
 
     About ``d^2 / 2`` for small ``d`` and ``|d| - log 2`` for large ``d``.
@@ -352,5 +334,5 @@ class LogCosh(_DifferenceLoss):
 
     name = "LogCosh"
 
-    def penalty(self, d, weights, divisor, want_grad):
-        return log_cosh_error(d, weights, divisor, want_grad)
+    def penalty(self, xp, guesses, truths, **reduction):
+        return F.log_cosh_error(xp, guesses, truths, **reduction)

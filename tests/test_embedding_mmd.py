@@ -216,3 +216,25 @@ def test_mmd_config():
         resolve(bandwidth="wide")
     with pytest.raises(ConfigValidationError):
         resolve(sigma=1.0)
+
+
+def test_mmd_of_large_float32_samples_matches_the_float64_reference(xp):
+    rng = numpy.random.default_rng(17)
+    x, y = rng.normal(size=(7, 3)), rng.normal(loc=0.5, size=(5, 3))
+    for sx, sy in [(1e20, 1e20), (1e20, 1.0), (1.0, 1e20), (1e-20, 1e-20), (1e3, 1e3)]:
+        xs, ys = (x * sx).astype("float32"), (y * sy).astype("float32")
+        loss_calc = MaximumMeanDiscrepancy(bandwidth=[1.0, 4.0], normalize=False)
+        with numpy.errstate(over="raise", invalid="raise", divide="raise"):
+            grad, _ = loss_calc(xp.asarray(xs), xp.asarray(ys))
+        per_example = to_numpy(loss_calc.get_loss_per_example(xp.asarray(xs), xp.asarray(ys)))
+        expected = mmd_reference(xs.astype("float64"), ys.astype("float64"), {"bandwidth": [1.0, 4.0]})
+        numpy.testing.assert_allclose(per_example, expected, atol=1e-6)
+        assert bool(xp.isfinite(grad).all())
+    # Bandwidths scaled with the samples: the same kernel values, the gradient scaled by 1 / s.
+    s = 1e20
+    expected_grad, expected = MaximumMeanDiscrepancy(bandwidth=[1.0, 4.0])(x, y)
+    grad, loss = MaximumMeanDiscrepancy(bandwidth=[s * s, 4.0 * s * s])(
+        xp.asarray((x * s).astype("float32")), xp.asarray((y * s).astype("float32"))
+    )
+    assert loss == pytest.approx(expected, rel=1e-5)
+    numpy.testing.assert_allclose(to_numpy(grad) * s, expected_grad, rtol=1e-4, atol=1e-6)
