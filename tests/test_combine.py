@@ -27,7 +27,8 @@ from thinc_losses_plus import (
     WeightedSum,
 )
 from thinc_losses_plus._core import Evaluation
-from thinc_losses_plus.combine import add_into, scaled
+from thinc_losses_plus._core import scale_tree as scaled
+from thinc_losses_plus.combine import add_into
 
 CONFIG = """
 [loss]
@@ -411,3 +412,21 @@ def test_errors_name_the_configured_calculator(xp):
         shapes(g, g)
     with pytest.raises(TypeError, match=r"Cannot calculate MultiTask: 'losses' entry 'b'"):
         loss_calc.get_loss_per_example(g, g)
+
+
+def test_scalar_weight_of_the_sum_and_of_its_parts():
+    from thinc_losses_plus import L1Distance, L2Distance, WeightedSum
+
+    rng = numpy.random.default_rng(4)
+    g, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    plain = WeightedSum(losses={"a": L2Distance(), "b": L1Distance()})
+    grad, loss = plain(g, t)
+    halved = WeightedSum(losses={"a": L2Distance(), "b": L1Distance()}, weight=0.5)
+    grad_h, loss_h = halved(g, t)
+    assert loss_h == pytest.approx(0.5 * loss, rel=1e-12)
+    numpy.testing.assert_allclose(grad_h, 0.5 * grad, rtol=1e-12)
+    inner = WeightedSum(losses={"a": L2Distance(weight=3.0), "b": L1Distance()})
+    expected = 3.0 * L2Distance().get_loss(g, t) + L1Distance().get_loss(g, t)
+    assert inner.get_loss(g, t) == pytest.approx(expected, rel=1e-12)
+    shares = inner.get_loss_per_example(g, t)
+    assert float(shares.sum()) == pytest.approx(expected, rel=1e-12)

@@ -99,7 +99,10 @@ def test_softmax_family_flag_matches_the_gradient_convention(name):
     from cases import all_cases
 
     loss_calc = registry.resolve({"loss": {"@losses": name}})["loss"]
-    conventions = {c.gradient for c in all_cases() if c.name == name and not c.settings.get("from_logits")} - {"none"}
+    conventions = {
+        c.gradient for c in all_cases()
+        if c.name == name and not (c.settings.get("from_logits") or c.settings.get("from_log_probs"))
+    } - {"none"}
     if loss_calc.softmax_family:
         assert conventions <= {"logits"}, (name, conventions)
     else:

@@ -28,9 +28,21 @@ from typing import Any, ClassVar, NamedTuple, Optional, Tuple
 import numpy
 from thinc.backends import get_array_ops
 from thinc.loss import Loss
-from thinc.types import Ragged
+from thinc.types import Padded, Ragged
 
-from ._checks import call_error, check_bool
+from ._checks import call_error, check_bool, check_float, setting_error
+
+
+#: ``reduction``: how ``normalize = true`` divides (``normalize = false`` always sums).
+#:
+#: * ``"examples"``: by N, the number of examples (Thinc; PyTorch's ``"sum"`` / N,
+#:   which is its ``"mean"`` for one loss per row);
+#: * ``"elements"``: by the number of loss terms, N x C for elementwise losses
+#:   (PyTorch's and Keras' ``"mean"`` of MSE, L1, BCE, Huber, ...), N for row losses;
+#: * ``"weights"``: by the sum of the examples' weights, the class weight of each
+#:   label times its sample weight (PyTorch's weighted cross-entropy ``"mean"``).
+EXAMPLES, ELEMENTS, WEIGHTS = "examples", "elements", "weights"
+REDUCTIONS = (EXAMPLES, ELEMENTS, WEIGHTS)
 
 
 class Evaluation(NamedTuple):
@@ -51,6 +63,27 @@ class Evaluation(NamedTuple):
         """``sum_i per_example[i] / divisor[i]`` as a Python float (one transfer)."""
         return reduce_loss(self.per_example, self.divisor)
 
+    def scaled(self, factor: float) -> "Evaluation":
+        """This evaluation with the gradient and the per-example losses times ``factor``."""
+        if factor == 1.0:
+            return self
+        return Evaluation(scale_tree(self.grad, factor), scale_tree(self.per_example, factor), self.divisor)
+
+
+def scale_tree(tree: Any, factor: float) -> Any:
+    """A new array, or container of arrays (tuple, list, dict, Ragged, Padded), times ``factor``."""
+    if tree is None:
+        return None
+    if isinstance(tree, Ragged):
+        return Ragged(tree.dataXd * factor, tree.lengths)
+    if isinstance(tree, Padded):
+        return Padded(tree.data * factor, tree.size_at_t, tree.lengths, tree.indices)
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(scale_tree(t, factor) for t in tree)
+    if isinstance(tree, dict):
+        return {k: scale_tree(v, factor) for k, v in tree.items()}
+    return tree * factor
+
 
 def reduce_loss(per_example: Any, divisor: Any = 1) -> float:
     """Sum per-example losses in float64 and divide; ``0.0`` for no examples."""
@@ -62,7 +95,7 @@ def reduce_loss(per_example: Any, divisor: Any = 1) -> float:
     if per_example.size == 0:
         return 0.0
     if isinstance(divisor, (int, float)):
-        return float(per_example.sum(dtype=numpy.float64)) / divisor
+        return float(float(per_example.sum(dtype=numpy.float64)) / divisor)  # a float, even for numpy divisors
     if divisor.ndim == 0:
         return float(per_example.sum(dtype=numpy.float64) / divisor)
     return float((per_example.astype(numpy.float64) / divisor).sum())
@@ -83,28 +116,44 @@ class LossCalculator(Loss):
     accepts_ragged: ClassVar[bool] = False
     #: Scores softmax outputs; given probabilities, the gradient is w.r.t. the logits.
     softmax_family: ClassVar[bool] = False
+    #: One loss term per element of the guesses (``reduction = "elements"``
+    #: divides by N x C); otherwise one term per example (row).
+    elementwise: ClassVar[bool] = False
+    #: The ``reduction`` values this calculator takes (see :data:`REDUCTIONS`).
+    reductions: ClassVar[Tuple[str, ...]] = (EXAMPLES, ELEMENTS)
 
-    def __init__(self, *, normalize: bool = True):
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = EXAMPLES):
         self.normalize = check_bool(self.name, "normalize", normalize)
+        self.weight = check_weight(self.name, weight)
+        if reduction not in self.reductions:
+            raise setting_error(
+                self.name, "reduction", f"must be one of {list(self.reductions)} for this loss, got {reduction!r}"
+            )
+        self.reduction = reduction
 
     # The Loss API ------------------------------------------------------
 
     def __call__(self, guesses, truths, *, sample_weight=None) -> Tuple[Any, float]:
         """Return ``(gradient, loss)``, computed in one pass."""
-        result = self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=True)
+        result = self.weighted_evaluation(guesses, truths, sample_weight=sample_weight, want_grad=True)
         return result.grad, result.loss()
 
     def get_grad(self, guesses, truths, *, sample_weight=None):
         """Return the gradient (the class docstring says with respect to what)."""
-        return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=True).grad
+        return self.weighted_evaluation(guesses, truths, sample_weight=sample_weight, want_grad=True).grad
 
     def get_loss(self, guesses, truths, *, sample_weight=None) -> float:
         """Return the loss as a Python float."""
-        return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=False).loss()
+        return self.weighted_evaluation(guesses, truths, sample_weight=sample_weight, want_grad=False).loss()
 
     def get_loss_per_example(self, guesses, truths, *, sample_weight=None):
         """Return the unnormalised loss of each example, shape ``(N,)``."""
-        return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=False).per_example
+        return self.weighted_evaluation(guesses, truths, sample_weight=sample_weight, want_grad=False).per_example
+
+    def weighted_evaluation(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
+        """:meth:`evaluate`, times the calculator's scalar ``weight`` (what the Loss API returns)."""
+        weight = getattr(self, "weight", 1.0)  # calculators pickled before ``weight`` existed
+        return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=want_grad).scaled(weight)
 
     # The hooks ----------------------------------------------------------
 
@@ -123,13 +172,36 @@ class LossCalculator(Loss):
             guesses = guesses.dataXd
         else:
             n = self.count_examples(guesses)
-        divisor = n if (self.normalize and n > 0) else 1
-        grad, per_example = self.compute(
-            guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad
-        )
+        reduction = getattr(self, "reduction", EXAMPLES)
+        divisor = 1
+        if self.normalize and n > 0:
+            divisor = n
+            if reduction == ELEMENTS and self.elementwise:
+                first = guesses[0] if isinstance(guesses, tuple) else guesses
+                divisor = n * int(numpy.prod(first.shape[1:], dtype="int64"))
+        if reduction == WEIGHTS and self.normalize:
+            # The divisor depends on the labels' weights: divide after the fact.
+            grad, per_example = self.compute(guesses, truths, sample_weight=sample_weight, divisor=1, want_grad=want_grad)
+            total = self.weight_total(guesses, truths, sample_weight=sample_weight)
+            xp = get_array_ops(per_example).xp
+            divisor = xp.maximum(total, xp.finfo(per_example.dtype).tiny)
+            if grad is not None:
+                grad = grad / divisor.astype(grad.dtype)
+        else:
+            grad, per_example = self.compute(
+                guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad
+            )
         if lengths is not None and grad is not None:
             grad = Ragged(grad, lengths)
         return Evaluation(grad, per_example, divisor)
+
+    def weight_total(self, guesses, truths, *, sample_weight=None):
+        """The sum of the examples' weights (``reduction = "weights"``), a 0-d device array.
+
+        Calculators with class-index targets define it: the class weight of
+        each example's label times its sample weight, 0 for masked examples.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no weights to divide by")
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
         """Return ``(grad / divisor or None, per_example_losses)``."""
@@ -154,6 +226,11 @@ class LossCalculator(Loss):
             f"{k}={getattr(self, k)!r}" for k, p in params.items() if p.kind is p.KEYWORD_ONLY and hasattr(self, k)
         )
         return f"{type(self).__name__}({settings})"
+
+
+def check_weight(name: str, weight: Any) -> float:
+    """The scalar ``weight`` of a calculator: finite and non-negative (Gluon's ``Loss(weight=...)``)."""
+    return check_float(name, "weight", weight, low=0.0, high=float("inf"), high_open=True)
 
 
 def ragged_lengths(name: str, ragged: Ragged):

@@ -114,6 +114,9 @@ class BinaryCrossentropy(NamedColumns, ElementwiseRows, LossCalculator):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         from_logits: guesses are logits instead of probabilities.
         pos_weight: weight of the positive term, a number or one per column
             (PyTorch ``BCEWithLogitsLoss(pos_weight=...)`` semantics).
@@ -154,12 +157,16 @@ class BinaryCrossentropy(NamedColumns, ElementwiseRows, LossCalculator):
         https://keras.io/api/losses/probabilistic_losses/#binarycrossentropy-class
     """
 
+    elementwise = True  # one term per element: "elements" divides by N x C
+
     name = "BinaryCrossentropy"
 
     def __init__(
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         from_logits: bool = False,
         pos_weight: Weights = None,
         label_smoothing: float = 0.0,
@@ -167,7 +174,7 @@ class BinaryCrossentropy(NamedColumns, ElementwiseRows, LossCalculator):
         class_weights: ClassWeights = None,
         names: Optional[List[str]] = None,
     ):
-        super().__init__(normalize=normalize)
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
         self.pos_weight = check_weights(self.name, "pos_weight", pos_weight, allow_scalar=True)
         self.label_smoothing = check_float(self.name, "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
@@ -215,6 +222,9 @@ class BinaryFocalCrossentropy(ElementwiseRows, LossCalculator):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         gamma: focusing parameter, ``>= 0``.
         alpha: None (no balancing), or a weight in ``[0, 1]`` for positives
             (negatives get ``1 - alpha``); RetinaNet uses 0.25.
@@ -246,18 +256,22 @@ class BinaryFocalCrossentropy(ElementwiseRows, LossCalculator):
         https://pytorch.org/vision/stable/generated/torchvision.ops.sigmoid_focal_loss.html
     """
 
+    elementwise = True  # one term per element: "elements" divides by N x C
+
     name = "BinaryFocalCrossentropy"
 
     def __init__(
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         gamma: float = 2.0,
         alpha: Optional[float] = None,
         from_logits: bool = False,
         missing_value: Optional[float] = None,
     ):
-        super().__init__(normalize=normalize)
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.gamma = check_float(self.name, "gamma", gamma, low=0.0, high=math.inf, high_open=True)
         self.alpha = None if alpha is None else check_float(self.name, "alpha", alpha, low=0.0, high=1.0)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)

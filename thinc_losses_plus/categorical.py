@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import numpy
 
 from ._checks import call_error, check_bool, check_float, setting_error
-from ._core import LossCalculator
+from ._core import ELEMENTS, EXAMPLES, WEIGHTS, LossCalculator
 from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype
 from .functional.softmax import (
     check_distributions,
@@ -92,8 +92,8 @@ class _Categorical(LabelledColumns, LossCalculator):
     accepts_ragged = True
     softmax_family = True
 
-    def _init_common(self, *, normalize: bool, from_logits: bool, labels: LabelScheme, from_log_probs: bool = False) -> None:
-        LossCalculator.__init__(self, normalize=normalize)
+    def _init_common(self, *, normalize: bool, weight: float = 1.0, reduction: str = "examples", from_logits: bool, labels: LabelScheme, from_log_probs: bool = False) -> None:
+        LossCalculator.__init__(self, normalize=normalize, weight=weight, reduction=reduction)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
         self.from_log_probs = check_bool(self.name, "from_log_probs", from_log_probs)
         if self.from_logits and self.from_log_probs:
@@ -114,6 +114,24 @@ class _Categorical(LabelledColumns, LossCalculator):
         batch = Batch(self.name, guesses, from_logits=self.from_logits, from_log_probs=self.from_log_probs)
         self.labels.check_n_classes(batch.work.shape[1])
         return batch
+
+    def weight_total(self, guesses, truths, *, sample_weight=None):
+        """``reduction = "weights"``: the sum over rows of ``w_y`` times the row's sample
+        weight, masked rows excluded (PyTorch's weighted cross-entropy ``"mean"``)."""
+        if is_array(truths) and truths.dtype.kind == "f":
+            raise call_error(self.name, "reduction", "'weights' needs class labels as truths, not target distributions")
+        work, xp = as_compute_dtype(guesses), array_module(guesses)
+        n, c = work.shape
+        labels = self.labels.to_indices(truths, n, c, xp)
+        rows = xp.arange(n)
+        class_w = self.labels.class_weight_array(c, xp, work.dtype)
+        weights = xp.ones((n,), dtype=work.dtype) if class_w is None else class_w[0, labels.indices]
+        sample = prepare_sample_weight(self.name, sample_weight, (n, c), xp, work.dtype)
+        if sample is not None:
+            weights = weights * (sample[:, 0] if sample.shape[1] == 1 else sample[rows, labels.indices])
+        if labels.missing is not None:
+            weights = xp.where(labels.missing, 0.0, weights)
+        return weights.sum(dtype=xp.float64)
 
     def _weights(self, batch: Batch, sample_weight, scale: float = 1.0):
         """Class weights times sample weights, broadcastable to the guesses (or None)."""
@@ -213,6 +231,9 @@ class SparseCategoricalCrossentropy(_Categorical):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         names: column names; string labels are mapped through them.
         missing_value: a label (int or str) whose rows are masked; None
             masks ``None`` labels.
@@ -247,11 +268,14 @@ class SparseCategoricalCrossentropy(_Categorical):
     """
 
     name = "SparseCategoricalCrossentropy"
+    reductions = (EXAMPLES, ELEMENTS, WEIGHTS)
 
     def __init__(
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         names: Optional[Sequence[str]] = None,
         missing_value: Optional[Union[int, str]] = None,
         neg_prefix: Optional[str] = None,
@@ -264,7 +288,7 @@ class SparseCategoricalCrossentropy(_Categorical):
             self.name, names=names, missing_value=missing_value, neg_prefix=neg_prefix, class_weights=class_weights
         )
         self.label_smoothing = check_label_smoothing(self.name, label_smoothing, labels.names)
-        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels, from_log_probs=from_log_probs)
+        self._init_common(normalize=normalize, weight=weight, reduction=reduction, from_logits=from_logits, labels=labels, from_log_probs=from_log_probs)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
         batch = self._batch(guesses)
@@ -323,6 +347,9 @@ class CategoricalCrossentropy(_Categorical):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         names: optional column names (for dict ``class_weights``).
         missing_value: an int; rows whose truth argmax equals it are masked.
         label_smoothing: ``e`` for one-hot rows: ``1 - e`` on the hot
@@ -358,6 +385,8 @@ class CategoricalCrossentropy(_Categorical):
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         names: Optional[Sequence[str]] = None,
         missing_value: Optional[int] = None,
         label_smoothing: float = 0.0,
@@ -369,7 +398,7 @@ class CategoricalCrossentropy(_Categorical):
             self.name, names=names, missing_value=missing_value, class_weights=class_weights, allow_str_missing=False
         )
         self.label_smoothing = check_label_smoothing(self.name, label_smoothing, labels.names)
-        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels, from_log_probs=from_log_probs)
+        self._init_common(normalize=normalize, weight=weight, reduction=reduction, from_logits=from_logits, labels=labels, from_log_probs=from_log_probs)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
         batch = self._batch(guesses)
@@ -419,6 +448,9 @@ class CategoricalFocalCrossentropy(_Categorical):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         gamma: focusing parameter, >= 0 (0 gives the cross-entropy).
         alpha: scalar factor on the whole loss, > 0.
         names: column names; string labels are mapped through them.
@@ -451,11 +483,14 @@ class CategoricalFocalCrossentropy(_Categorical):
     """
 
     name = "CategoricalFocalCrossentropy"
+    reductions = (EXAMPLES, ELEMENTS, WEIGHTS)
 
     def __init__(
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         gamma: float = 2.0,
         alpha: float = 1.0,
         class_weights: ClassWeights = None,
@@ -471,7 +506,7 @@ class CategoricalFocalCrossentropy(_Categorical):
         self.gamma = check_float(self.name, "gamma", gamma, low=0.0, high=math.inf, high_open=True)
         self.alpha = check_float(self.name, "alpha", alpha, low=0.0, high=math.inf, low_open=True, high_open=True)
         self.label_smoothing = check_label_smoothing(self.name, label_smoothing, labels.names)
-        self._init_common(normalize=normalize, from_logits=from_logits, labels=labels)
+        self._init_common(normalize=normalize, weight=weight, reduction=reduction, from_logits=from_logits, labels=labels)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
         batch = self._batch(guesses)
@@ -526,6 +561,9 @@ class KLDivergence(_Categorical):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         from_logits: the guesses are logits.
         temperature: ``T`` > 0; the student's softmax is taken of ``z / T``.
 
@@ -550,13 +588,14 @@ class KLDivergence(_Categorical):
     """
 
     name = "KLDivergence"
+    elementwise = True  # PyTorch's kl_div "mean" divides by N x C
     accepts_ragged = False
 
-    def __init__(self, *, normalize: bool = True, from_logits: bool = False, temperature: float = 1.0):
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", from_logits: bool = False, temperature: float = 1.0):
         self.temperature = check_float(
             self.name, "temperature", temperature, low=0.0, high=math.inf, low_open=True, high_open=True
         )
-        self._init_common(normalize=normalize, from_logits=from_logits, labels=LabelScheme(self.name))
+        self._init_common(normalize=normalize, weight=weight, reduction=reduction, from_logits=from_logits, labels=LabelScheme(self.name))
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
         batch = self._batch(guesses)

@@ -13,18 +13,7 @@ from thinc.loss import Loss
 from thinc.types import Ragged
 
 from ._checks import call_error, check_float, setting_error
-from ._core import Evaluation, LossCalculator
-
-
-def scaled(tree: Any, factor: float) -> Any:
-    """A new gradient structure (array, tuple, list, dict, Ragged) times ``factor``."""
-    if isinstance(tree, Ragged):
-        return Ragged(tree.dataXd * factor, tree.lengths)
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(scaled(t, factor) for t in tree)
-    if isinstance(tree, dict):
-        return {k: scaled(v, factor) for k, v in tree.items()}
-    return tree * factor
+from ._core import Evaluation, LossCalculator, scale_tree
 
 
 def add_into(total: Any, tree: Any, what: str, *, name: str = "WeightedSum") -> Any:
@@ -87,6 +76,9 @@ class WeightedSum(LossCalculator):
         losses: name -> calculator (any Thinc ``Loss``); not empty.
         weights: name -> weight, finite and >= 0; missing names weigh 1.0.
         normalize: divide the weighted sum by N (default False: the sub-losses normalise).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
 
     Example:
         >>> import numpy
@@ -125,6 +117,8 @@ class WeightedSum(LossCalculator):
         https://theanets.readthedocs.io/en/stable/guide.html
     """
 
+    reductions = ("examples",)  # each part reduces itself
+
     name = "WeightedSum"
 
     def __init__(
@@ -133,8 +127,10 @@ class WeightedSum(LossCalculator):
         losses: Dict[str, Loss],
         weights: Optional[Dict[str, float]] = None,
         normalize: bool = False,
+        weight: float = 1.0,
+        reduction: str = "examples",
     ):
-        super().__init__(normalize=normalize)
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         if not isinstance(losses, dict) or not losses:
             problem = f"must be a non-empty dict of loss calculators, got {losses!r}"
             raise setting_error(self.name, "losses", problem, TypeError)
@@ -164,18 +160,21 @@ class WeightedSum(LossCalculator):
         results = [(k, g, calc(g, t, **sw)) for k, calc, g, t, sw in self._parts(guesses, truths, sample_weight)]
         grads = [(k, g, grad) for k, g, (grad, _) in results]
         loss = math.fsum(self.weights[k] * float(value) for k, _, (_, value) in results)
-        return self._combine(guesses, grads), loss / self._divisor(guesses)
+        return self._weighted(self._combine(guesses, grads)), self.weight * loss / self._divisor(guesses)
 
     def get_grad(self, guesses, truths, *, sample_weight=None):
         """Return the weighted sum of the sub-gradients (a dict for dict guesses)."""
         grads = [(k, g, calc.get_grad(g, t, **sw)) for k, calc, g, t, sw in self._parts(guesses, truths, sample_weight)]
-        return self._combine(guesses, grads)
+        return self._weighted(self._combine(guesses, grads))
 
     def get_loss(self, guesses, truths, *, sample_weight=None) -> float:
         """Return the weighted sum of the sub-losses as a Python float."""
         parts = self._parts(guesses, truths, sample_weight)
         loss = math.fsum(self.weights[k] * float(calc.get_loss(g, t, **sw)) for k, calc, g, t, sw in parts)
-        return loss / self._divisor(guesses)
+        return self.weight * loss / self._divisor(guesses)
+
+    def _weighted(self, grad):
+        return grad if self.weight == 1.0 else scale_tree(grad, self.weight)
 
     def evaluate(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
         """Weighted gradients and per-example shares, through each sub-loss's :meth:`evaluate`.
@@ -191,7 +190,7 @@ class WeightedSum(LossCalculator):
                 raise call_error(
                     self.name, "losses", f"entry {key!r} ({type(calc).__name__}) has no per-example losses", TypeError
                 )
-            result = calc.evaluate(g, t, sample_weight=sw.get("sample_weight"), want_grad=want_grad)
+            result = calc.weighted_evaluation(g, t, sample_weight=sw.get("sample_weight"), want_grad=want_grad)
             share = per_example_share(result.per_example, self.weights[key], result.divisor)
             total = share if total is None else add_shares(self.name, total, share, key)
             grads.append((key, g, result.grad))
@@ -245,10 +244,10 @@ class WeightedSum(LossCalculator):
     def _combine(self, guesses, grads: List[Tuple[str, Any, Any]]) -> Any:
         divisor = self._divisor(guesses)
         if isinstance(guesses, dict):
-            return {k: scaled(grad, self.weights[k] / divisor) for k, _, grad in grads}
+            return {k: scale_tree(grad, self.weights[k] / divisor) for k, _, grad in grads}
         total = None
         for key, _, grad in grads:
-            part = scaled(grad, self.weights[key] / divisor)
+            part = scale_tree(grad, self.weights[key] / divisor)
             total = part if total is None else add_into(total, part, f"loss {key!r}", name=self.name)
         return total
 

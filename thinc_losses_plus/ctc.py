@@ -79,6 +79,9 @@ class CTC(LossCalculator):
     Args:
         normalize: divide each loss by its label length, then average over the
             sequences (PyTorch's "mean"); False sums the losses ("sum").
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         blank: column of the blank class.
         zero_infinity: give impossible alignments loss 0 and gradient 0
             instead of raising.
@@ -111,6 +114,8 @@ class CTC(LossCalculator):
         PyTorch ``torch.nn.CTCLoss``: https://pytorch.org/docs/stable/generated/torch.nn.CTCLoss.html
     """
 
+    reductions = ("examples",)  # normalize is PyTorch's "mean" already (per label length)
+
     name = "CTC"
     softmax_family = True
 
@@ -118,12 +123,14 @@ class CTC(LossCalculator):
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         blank: int = 0,
         zero_infinity: bool = False,
         names: Optional[Sequence[str]] = None,
         from_logits: bool = False,
     ):
-        super().__init__(normalize=normalize)
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.blank = check_int(self.name, "blank", blank, low=0)
         self.zero_infinity = check_bool(self.name, "zero_infinity", zero_infinity)
         self.labels = LabelScheme(self.name, names=names)

@@ -122,6 +122,9 @@ class CosineDistance(LossCalculator):
 
     Args:
         normalize: divide the loss and the gradient by N (kept rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         ignore_zeros: skip rows whose truth is all zeros.
         eps: lower bound of each norm; > 0.
 
@@ -150,8 +153,8 @@ class CosineDistance(LossCalculator):
 
     name = "CosineDistance"
 
-    def __init__(self, *, normalize: bool = True, ignore_zeros: bool = False, eps: float = 1e-8):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", ignore_zeros: bool = False, eps: float = 1e-8):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.ignore_zeros = check_bool(self.name, "ignore_zeros", ignore_zeros)
         self.eps = check_float(self.name, "eps", eps, low=0.0, low_open=True, high=math.inf, high_open=True)
 
@@ -192,6 +195,9 @@ class CosineEmbedding(LossCalculator):
 
     Args:
         normalize: divide the loss and the gradients by N (pairs).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         margin: cosine below which a dissimilar pair costs nothing; in [-1, 1].
 
     Example:
@@ -218,8 +224,8 @@ class CosineEmbedding(LossCalculator):
 
     name = "CosineEmbedding"
 
-    def __init__(self, *, normalize: bool = True, margin: float = 0.0):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", margin: float = 0.0):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.margin = check_float(self.name, "margin", margin, low=-1.0, high=1.0)
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
@@ -253,6 +259,9 @@ class TripletMargin(LossCalculator):
 
     Args:
         normalize: divide the loss and the gradients by N (triplets).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         margin: the required gap between the distances; >= 0.
         p: the norm's degree; >= 1.
         eps: added to each difference before the norm; >= 0.
@@ -295,13 +304,15 @@ class TripletMargin(LossCalculator):
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         margin: float = 1.0,
         p: float = 2.0,
         eps: float = 1e-6,
         swap: bool = False,
         squared: bool = False,
     ):
-        super().__init__(normalize=normalize)
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         finite = dict(high=math.inf, high_open=True)
         self.margin = check_float(self.name, "margin", margin, low=0.0, **finite)
         self.p = check_float(self.name, "p", p, low=1.0, **finite)
@@ -379,6 +390,9 @@ class MaximumMeanDiscrepancy(LossCalculator):
 
     Args:
         normalize: report MMD^2 (True) or N * MMD^2 (False).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         bandwidth: the kernel bandwidth (> 0), or a list of them (multi-kernel sum).
 
     Example:
@@ -406,8 +420,8 @@ class MaximumMeanDiscrepancy(LossCalculator):
 
     name = "MaximumMeanDiscrepancy"
 
-    def __init__(self, *, normalize: bool = True, bandwidth: Union[float, List[float]] = 1.0):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", bandwidth: Union[float, List[float]] = 1.0):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.bandwidth = check_bandwidths(self.name, bandwidth)
 
     @property

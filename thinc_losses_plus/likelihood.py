@@ -36,6 +36,9 @@ class PoissonNLL(RegressionLoss):
 
     Args:
         normalize: divide the loss and the gradient by N (rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         from_logits: guesses are log-rates (PyTorch ``log_input``).
         full: add the Stirling term.
         eps: added to the rates inside the log (``from_logits=False``); > 0.
@@ -67,8 +70,8 @@ class PoissonNLL(RegressionLoss):
 
     name = "PoissonNLL"
 
-    def __init__(self, *, normalize: bool = True, from_logits: bool = False, full: bool = False, eps: float = 1e-8):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", from_logits: bool = False, full: bool = False, eps: float = 1e-8):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.from_logits = check_bool(self.name, "from_logits", from_logits)
         self.full = check_bool(self.name, "full", full)
         self.eps = check_float(self.name, "eps", eps, low=0.0, low_open=True, high=math.inf, high_open=True)
@@ -109,6 +112,9 @@ class GaussianNLL(RegressionLoss):
 
     Args:
         normalize: divide the loss and the gradients by N (rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         full: add the constant ``0.5 log(2 pi)`` per element.
         eps: the smallest variance used (a clamp, as PyTorch); > 0.
 
@@ -141,8 +147,8 @@ class GaussianNLL(RegressionLoss):
 
     name = "GaussianNLL"
 
-    def __init__(self, *, normalize: bool = True, full: bool = False, eps: float = 1e-6):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", full: bool = False, eps: float = 1e-6):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.full = check_bool(self.name, "full", full)
         self.eps = check_float(self.name, "eps", eps, low=0.0, low_open=True, high=math.inf, high_open=True)
 

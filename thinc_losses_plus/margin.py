@@ -89,8 +89,8 @@ def signed_labels(checks: Checks, x, t, *, label_format: str):
 class _Hinge(ElementwiseRows, LossCalculator):
     squared = False
 
-    def __init__(self, *, normalize: bool = True, margin: float = 1.0):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", margin: float = 1.0):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.margin = check_margin(self.name, margin)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
@@ -122,6 +122,9 @@ class Hinge(_Hinge):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         margin: ``>= 0`` (0 gives the perceptron criterion).
 
     Example:
@@ -144,6 +147,8 @@ class Hinge(_Hinge):
         Keras ``Hinge``: https://keras.io/api/losses/hinge_losses/
     """
 
+    elementwise = True  # one term per element: "elements" divides by N x C
+
     name = "Hinge"
 
 
@@ -162,6 +167,9 @@ class SquaredHinge(_Hinge):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         margin: ``>= 0``.
 
     Example:
@@ -204,6 +212,9 @@ class LogisticLoss(ElementwiseRows, LossCalculator):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         label_format: ``"signed"`` (labels -1/1) or ``"binary"`` (labels 0/1).
 
     Example:
@@ -225,10 +236,12 @@ class LogisticLoss(ElementwiseRows, LossCalculator):
         https://mxnet.apache.org/versions/1.9.1/api/python/docs/api/gluon/loss/index.html
     """
 
+    elementwise = True  # one term per element: "elements" divides by N x C
+
     name = "Logistic"
 
-    def __init__(self, *, normalize: bool = True, label_format: str = "signed"):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", label_format: str = "signed"):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.label_format = check_choice(self.name, "label_format", label_format, ("signed", "binary"))
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
@@ -260,6 +273,9 @@ class MultiMargin(LabelledColumns, LossCalculator):
 
     Args:
         normalize: divide the loss and the gradient by N.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         p: 1 or 2.
         margin: ``>= 0``.
         class_weights: ``w``, a list indexed by class, or a dict name ->
@@ -296,13 +312,15 @@ class MultiMargin(LabelledColumns, LossCalculator):
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         p: int = 1,
         margin: float = 1.0,
         class_weights: ClassWeights = None,
         names: Optional[List[str]] = None,
         missing_value: Optional[Union[int, str]] = None,
     ):
-        super().__init__(normalize=normalize)
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.p = check_choice(self.name, "p", check_int(self.name, "p", p), (1, 2))
         self.margin = check_margin(self.name, margin)
         self.labels = LabelScheme(self.name, names=names, missing_value=missing_value, class_weights=class_weights)

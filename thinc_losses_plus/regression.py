@@ -89,6 +89,8 @@ def check_non_negative(checks: Checks, arg: str, x: Array, what: str) -> None:
 class RegressionLoss(LossCalculator):
     """Base of the regression family: guesses ``(N, C)`` or ``(N,)``, truths of their shape."""
 
+    elementwise = True  # one term per element: "elements" divides by N x C
+
     def count_examples(self, guesses) -> int:
         """The rows of the guesses (of the mean, for a ``(mean, var)`` tuple); :meth:`compute` checks them."""
         first = guesses[0] if isinstance(guesses, tuple) and guesses else guesses
@@ -133,6 +135,9 @@ class L2Distance(DifferenceLoss):
 
     Args:
         normalize: divide the loss and the gradient by N (rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
 
     Example:
         >>> import numpy
@@ -172,6 +177,9 @@ class L1Distance(DifferenceLoss):
 
     Args:
         normalize: divide the loss and the gradient by N (rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
 
     Example:
         >>> import numpy
@@ -213,6 +221,9 @@ class Huber(DifferenceLoss):
 
     Args:
         normalize: divide the loss and the gradient by N (rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         delta: where the quadratic part ends; > 0.
 
     Example:
@@ -241,8 +252,8 @@ class Huber(DifferenceLoss):
 
     name = "Huber"
 
-    def __init__(self, *, normalize: bool = True, delta: float = 1.0):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", delta: float = 1.0):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.delta = check_float(self.name, "delta", delta, low=0.0, low_open=True, high=math.inf, high_open=True)
 
     def penalty(self, xp, guesses, truths, **reduction):
@@ -261,6 +272,9 @@ class SmoothL1(DifferenceLoss):
 
     Args:
         normalize: divide the loss and the gradient by N (rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         beta: where the quadratic part ends; >= 0.
 
     Example:
@@ -288,8 +302,8 @@ class SmoothL1(DifferenceLoss):
 
     name = "SmoothL1"
 
-    def __init__(self, *, normalize: bool = True, beta: float = 1.0):
-        super().__init__(normalize=normalize)
+    def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", beta: float = 1.0):
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.beta = check_float(self.name, "beta", beta, low=0.0, high=math.inf, high_open=True)
 
     def penalty(self, xp, guesses, truths, **reduction):
@@ -308,6 +322,9 @@ class LogCosh(DifferenceLoss):
 
     Args:
         normalize: divide the loss and the gradient by N (rows).
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
 
     Example:
         >>> import numpy

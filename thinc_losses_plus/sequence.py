@@ -51,6 +51,9 @@ class SequenceCategoricalCrossentropy(LossCalculator):
 
     Args:
         normalize: divide the gradient by the number of sequences.
+        weight: a scalar factor on the loss and the gradient (Gluon's ``weight``), >= 0.
+        reduction: what ``normalize`` divides by: "examples" (N), "elements"
+            (the N x C terms of an elementwise loss) or "weights" (the labels' weights).
         sparse: the truths are labels (True) or dense distributions (False).
         names: column names; string labels are mapped through them.
         missing_value: a label (int or str) whose rows are masked; None
@@ -83,6 +86,8 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         neg_prefix = "!"
     """
 
+    reductions = ("examples",)  # the v4 semantics: the loss is the sum, the gradient / sequences
+
     name = NAME
     softmax_family = True
 
@@ -90,6 +95,8 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         self,
         *,
         normalize: bool = True,
+        weight: float = 1.0,
+        reduction: str = "examples",
         sparse: bool = True,
         names: Optional[Sequence[str]] = None,
         missing_value: Optional[Union[int, str]] = None,
@@ -99,7 +106,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         class_weights: ClassWeights = None,
         from_log_probs: bool = False,
     ):
-        super().__init__(normalize=normalize)
+        super().__init__(normalize=normalize, weight=weight, reduction=reduction)
         self.sparse = check_bool(self.name, "sparse", sparse)
         settings = dict(
             label_smoothing=label_smoothing, from_logits=from_logits, class_weights=class_weights, from_log_probs=from_log_probs
