@@ -70,6 +70,20 @@ SCENARIOS = {
     "BinaryFocalCrossentropy.v1": [
         ("int", "-1", {}, SIGMOID_P, SIGMOID_T, SIGMOID_FIXED, MASKED),
     ],
+    "AsymmetricLoss.v1": [
+        ("int", "-1", {}, SIGMOID_P, SIGMOID_T, SIGMOID_FIXED, MASKED),
+    ],
+    "Dice.v1": [
+        ("int", "-1", {}, SIGMOID_P, SIGMOID_T, SIGMOID_FIXED, MASKED),
+    ],
+    "Tversky.v1": [
+        ("int", "-1", {}, SIGMOID_P, SIGMOID_T, SIGMOID_FIXED, MASKED),
+    ],
+    "GeneralizedCrossentropy.v1": [
+        ("int", "-1", {}, P, INT_LABELS, FIXED_INT, MASKED),
+        ("str-of-int", '"-1"', {}, P, INT_LABELS, FIXED_INT, MASKED),
+        ("str", '"-"', {"names": NAMES}, P, STR_LABELS, [s if s != "-" else "A" for s in STR_LABELS], MASKED),
+    ],
     "MultiMargin.v1": [
         ("int", "-1", {}, rng.normal(size=(N, C)).astype("f"), INT_LABELS, FIXED_INT, MASKED),
         ("str-of-int", '"-1"', {}, rng.normal(size=(N, C)).astype("f"), INT_LABELS, FIXED_INT, MASKED),
