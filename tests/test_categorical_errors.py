@@ -102,6 +102,12 @@ SETTING_ERRORS = [
     (Focal, {"alpha": 0.0}, ValueError, r"'alpha' must be in \(0, inf\)"),
     (KLDivergence, {"temperature": 0.0}, ValueError, r"'temperature' must be in \(0, inf\)"),
     (Seq, {"sparse": False, "neg_prefix": "!"}, ValueError, "'neg_prefix' applies to label truths only"),
+    # names fix C, so label_smoothing >= (C-1)/C is refused at construction, not at the first call
+    (Sparse, {"names": ["a", "b"], "label_smoothing": 0.5}, ValueError, r"'label_smoothing' must be < \(C-1\)/C = 0.5 for C = 2 classes \(the 2 names\), got 0.5"),
+    (Dense, {"names": NAMES, "label_smoothing": 0.7}, ValueError, r"'label_smoothing' must be < \(C-1\)/C = 0.666667 for C = 3"),
+    (Focal, {"names": ["a"], "label_smoothing": 0.1}, ValueError, r"'label_smoothing' must be < \(C-1\)/C = 0 for C = 1"),
+    (Seq, {"names": ["a", "b"], "label_smoothing": 0.6}, ValueError, r"'label_smoothing' must be < \(C-1\)/C = 0.5"),
+    (Seq, {"sparse": False, "names": ["a", "b"], "label_smoothing": 0.5}, ValueError, r"'label_smoothing' must be < \(C-1\)/C = 0.5"),
 ]
 
 
@@ -139,3 +145,19 @@ def test_empty_batches_give_zero_without_warnings(recwarn):
         assert loss == 0.0 and grad.shape == (0, 3)
     assert Seq()([], []) == ([], 0.0)
     assert not recwarn.list
+
+
+@pytest.mark.parametrize("cls", [Sparse, Focal, Seq])
+def test_label_smoothing_is_checked_when_a_component_binds_the_names(cls):
+    # without names C is unknown until the call; a spaCy component's with_names makes it known
+    loss_calc = cls(label_smoothing=0.5)
+    with pytest.raises(ValueError, match=r"^Cannot create \w+: 'label_smoothing' must be < \(C-1\)/C = 0.5 for C = 2"):
+        loss_calc.with_names(["a", "b"])
+    assert loss_calc.with_names(["a", "b", "c"]).label_smoothing == 0.5
+
+
+def test_label_smoothing_without_names_is_still_checked_at_call_time():
+    loss_calc = Sparse(label_smoothing=0.5)
+    with pytest.raises(ValueError, match=r"^Cannot calculate SparseCategoricalCrossentropy: 'label_smoothing' must be < \(C-1\)/C = 0.5"):
+        loss_calc(numpy.asarray([[0.5, 0.5]], dtype="f"), [0])
+    assert Sparse(names=NAMES, label_smoothing=0.5)(P, [0, 2])[1] > 0  # below (C-1)/C = 2/3: fine

@@ -4,11 +4,23 @@
 tests fail when it is stale, when a registered name or argument is missing
 from it, when it documents one that does not exist, when a page names a loss
 nobody registers, or when a docstring's example does not run or resolve.
+
+Every ``python`` and ``pycon`` block of README.md and docs/*.md runs on its
+own, in a fresh interpreter started outside the repository (what a reader
+who pastes it gets). A block that needs spaCy says so with the HTML comment
+``<!-- docs-test: needs spacy -->`` on the line before its fence, and is
+skipped where spaCy is not installed (the Thinc-alone CI job). Every
+``thinc-losses`` command in a ``bash`` block must parse, and every ``ini``
+block that is a ``[loss]`` config of a registered name must resolve.
 """
 import doctest
+import importlib.util
 import inspect
 import json
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +34,55 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 API = DOCS / "api.md"
 NAME = re.compile(r"(?<![\w.])([A-Z][A-Za-z0-9]*\.v\d+)\b")
+PAGES = [ROOT / "README.md"] + sorted(DOCS.glob("*.md"))
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
+MARKER = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->")
+MARKERS = {"needs spacy"}
+HAS_SPACY = importlib.util.find_spec("spacy") is not None
+
+
+def code_blocks(text):
+    """``(language, code, line, markers)`` of each fenced block; ``line`` is the fence's (1-based)."""
+    found = []
+    for match in FENCE.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        markers = set(MARKER.findall(before))
+        found.append((match.group(1), match.group(2), line, markers))
+    return found
+
+
+def blocks_of(*languages):
+    return [
+        pytest.param(page, language, code, markers, id=f"{page.name}:{line}")
+        for page in PAGES
+        for language, code, line, markers in code_blocks(page.read_text(encoding="utf8"))
+        if language in languages
+    ]
+
+
+#: Before each block: hide torch, the tests' oracle and no dependency of the
+#: package (Thinc imports it whenever it is installed, seconds per
+#: interpreter; a block that needs it fails, as it would for most readers),
+#: and give the block an empty ``__main__`` of its own (so that what it
+#: defines pickles, as in ``python -c``), holding nothing the runner imported.
+PRELUDE = """
+import sys, types
+sys.modules["torch"] = None
+sys.modules["__main__"] = types.ModuleType("__main__")
+GLOBALS = sys.modules["__main__"].__dict__
+"""
+#: Runs a ``python`` block (stdin).
+RUN_PYTHON = PRELUDE + "exec(compile(sys.stdin.read(), sys.argv[1], 'exec'), GLOBALS)\n"
+#: Runs a ``pycon`` block (stdin) as a doctest.
+RUN_PYCON = PRELUDE + """
+import doctest
+test = doctest.DocTestParser().get_doctest(sys.stdin.read(), {}, sys.argv[1], sys.argv[1], 0)
+test.globs = GLOBALS  # the block's own __main__ (DocTest keeps a copy otherwise)
+runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+runner.run(test, clear_globs=False)
+sys.exit(1 if runner.failures else 0)
+"""
 
 
 def documented_arguments(text):
@@ -39,6 +100,81 @@ def registered_arguments():
         name: [p for p in inspect.signature(ep.load()).parameters]
         for name, ep in loss_entry_points().items()
     }
+
+
+def test_code_blocks_are_found_with_their_markers():
+    text = "Intro\n\n<!-- docs-test: needs spacy -->\n```python\nimport spacy\n```\n\n```pycon\n>>> 1\n1\n```\n"
+    assert code_blocks(text) == [
+        ("python", "import spacy\n", 4, {"needs spacy"}),
+        ("pycon", ">>> 1\n1\n", 8, set()),
+    ]
+
+
+@pytest.mark.parametrize("page,language,code,markers", blocks_of("python", "pycon"))
+def test_every_python_block_runs_on_its_own(page, language, code, markers, tmp_path):
+    unknown = markers - MARKERS
+    assert not unknown, f"unknown docs-test marker(s) {sorted(unknown)}; known: {sorted(MARKERS)}"
+    if "needs spacy" in markers and not HAS_SPACY:
+        pytest.skip("the block needs spaCy")
+    command = [sys.executable, "-c", RUN_PYCON if language == "pycon" else RUN_PYTHON, page.name]
+    # a fresh interpreter, outside the repository: only what the block imports itself
+    done = subprocess.run(command, input=code, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, f"{page.name}: the block fails when pasted:\n{code}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+
+
+def test_the_pages_have_runnable_blocks():
+    # the README's usage and api.md's examples at least: an extraction bug would skip them all
+    languages = [param.values[1] for param in blocks_of("python", "pycon")]
+    assert languages.count("python") >= 1 and languages.count("pycon") >= len(loss_names()) - 1
+
+
+def shell_commands(code):
+    """The ``thinc-losses`` (or ``python -m thinc_losses_plus``) commands of a bash block, as argv lists."""
+    found = []
+    for line in code.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        for part in re.split(r"&&|\|\||;|\|", line):
+            words = shlex.split(part.split(">", 1)[0])
+            if words[:1] == ["do"]:
+                words = words[1:]
+            if words[:1] == ["thinc-losses"]:
+                found.append(words[1:])
+            elif words[:3] == ["python", "-m", "thinc_losses_plus"]:
+                found.append(words[3:])
+            elif words[:4] == ["python", "-m", "spacy", "losses"]:
+                found.append(words[4:])
+    return found
+
+
+def test_shell_commands_are_found():
+    block = 'thinc-losses upgrade a.cfg --check || exit 1\nfor c in *.cfg; do thinc-losses upgrade "$c" --check; done\n'
+    block += "thinc-losses example x > config.cfg && python -m spacy train config.cfg\npython -m spacy losses list  # all"
+    assert shell_commands(block) == [
+        ["upgrade", "a.cfg", "--check"], ["upgrade", "$c", "--check"], ["example", "x"], ["list"]
+    ]
+
+
+@pytest.mark.parametrize("page,language,code,markers", blocks_of("bash", "sh", "shell"))
+def test_every_documented_command_parses(page, language, code, markers, capsys):
+    from thinc_losses_plus.cli import make_parser
+
+    for argv in shell_commands(code):
+        try:
+            make_parser().parse_args(argv)
+        except SystemExit as done:  # --help and --version exit 0; a bad option exits 2
+            assert done.code == 0, f"{page.name}: `thinc-losses {' '.join(argv)}` does not parse: {capsys.readouterr().err}"
+
+
+@pytest.mark.parametrize("page,language,code,markers", blocks_of("ini"))
+def test_every_loss_config_block_resolves(page, language, code, markers):
+    known = set(loss_names()) | set(THINC_BUILTIN_LOSSES)
+    named = re.findall(r'@losses\s*=\s*"([^"]+)"', code)
+    if not code.lstrip().startswith("[loss]") or not set(named) <= known:
+        pytest.skip("not a [loss] config of a name registered here (a fragment, or a user's own loss)")
+    if re.search(r"^# \w+: required", code, flags=re.M):
+        pytest.skip("a defaults-only snippet: its required arguments are named in comments")
+    loss = registry.resolve(Config().from_str(code))["loss"]
+    assert callable(loss)
 
 
 def test_api_reference_is_current():
@@ -73,7 +209,9 @@ def test_pages_name_only_losses_that_exist():
         text = page.read_text(encoding="utf8")
         named = set(re.findall(r'@losses\s*=\s*"([^"]+)"', text))
         named |= {n for n in NAME.findall(text) if n.rsplit(".", 1)[0] in families}
-        unknown = sorted(named - known)
+        # a user's own loss that the page registers itself, in an entry-point line "Name.vN = module:function"
+        declared = set(re.findall(r"^\s*([A-Z]\w*\.v\d+)\s*=\s*[\w.]+:\w+\s*$", text, flags=re.M))
+        unknown = sorted(named - known - declared)
         assert unknown == [], f"{page.name} names losses nobody registers: {unknown}"
 
 
@@ -140,7 +278,8 @@ def test_docstring_examples_run(name):
     finder = doctest.DocTestFinder(recurse=False)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     module = inspect.getmodule(calculator)
-    tests = finder.find(calculator, calculator.__name__, globs=dict(vars(module)))
+    # empty globals: an example that runs when pasted imports what it uses
+    tests = finder.find(calculator, calculator.__name__, module=module, globs={})
     assert tests and tests[0].examples
     for test in tests:
         runner.run(test)

@@ -138,7 +138,21 @@ def test_nothing_to_upgrade_returns_the_text_unchanged():
     text = '[loss]\n@losses = "SparseCategoricalCrossentropy.v4"\n'
     result = upgrade_config(text)
     assert result.text == text and not result.upgradable and result.changes == []
-    assert result.report() == "No @losses reference to upgrade."
+    assert result.report() == "The @losses reference is current."
+    assert upgrade_config(text + '[other]\n@losses = "Huber.v1"\n').report() == "All 2 @losses references are current."
+    assert upgrade_config("[nlp]\nlang = \"en\"\n").report() == "No @losses reference in the config."
+
+
+def test_references_to_unknown_names_are_warned_about_not_skipped():
+    text = '[loss]\n@losses = "L2Distanse.v2"\n\n[var]\n@losses = ${vars.loss}\n\n[old]\n@losses = "L2Distance.v1"\n'
+    result = upgrade_config(text)
+    (unknown,) = result.unresolved  # a ${variable} is not a name to check
+    assert (unknown.section, unknown.line, unknown.name, unknown.suggestions) == ("loss", 2, "L2Distanse.v2", ("L2Distance.v2",))
+    assert result.text.startswith('[loss]\n@losses = "L2Distanse.v2"\n')  # left as it is
+    report = result.report().splitlines()
+    assert report[0] == "[old] (line 8): L2Distance.v1 -> L2Distance.v2"
+    assert "WARNING: [loss] (line 2): no loss named 'L2Distanse.v2' in the registry; did you mean 'L2Distance.v2'? Left as it is." in report
+    assert result.upgradable and result.current == 0  # a ${variable} is not counted
 
 
 def test_upgrading_twice_changes_nothing_more():
@@ -160,9 +174,16 @@ def test_upgrading_twice_changes_nothing_more():
     ],
 )
 def test_arguments_that_imply_sparse_labels(args, expected):
-    result = upgrade_config(f'[loss]\n@losses = "CategoricalCrossentropy.v3"\n{args}\n', truths="dense")
-    assert result.changes[0].new == expected  # the arguments win over the hint
-    assert verify_upgrade(result) == []
+    text = f'[loss]\n@losses = "CategoricalCrossentropy.v3"\n{args}\n'
+    for hint in (None, "sparse"):
+        result = upgrade_config(text, truths=hint)
+        assert result.changes[0].new == expected
+        assert verify_upgrade(result) == []
+    # a hint that contradicts the arguments is an error for that reference, never silently overridden
+    result = upgrade_config(text, truths="dense")
+    (change,) = result.problems
+    assert change.new is None and result.text == text
+    assert change.problem.startswith("--truths dense contradicts the block, which gets sparse labels (")
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])

@@ -15,6 +15,7 @@ Example:
     @losses = "L2Distance.v1"
     normalize = true
 """
+import difflib
 import functools
 import inspect
 import json
@@ -252,8 +253,27 @@ def _loss_registry():
     return registry.losses
 
 
+class UnknownLoss(KeyError):
+    """No loss of that name in the registry; ``suggestions`` are the closest names."""
+
+    def __init__(self, name: str, suggestions: List[str]):
+        message = f"No loss named {name!r} in the registry."
+        if suggestions:
+            message += " Did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+        super().__init__(message)
+        self.name = name
+        self.suggestions = suggestions
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 def describe(name: str) -> LossInfo:
-    """Everything the registry and the docstrings say about one loss name."""
+    """Everything the registry and the docstrings say about one loss name.
+
+    Raises :class:`UnknownLoss` (a KeyError naming the closest registered
+    names) for a name the registry cannot resolve.
+    """
     ours = loss_entry_points()
     losses = _loss_registry()
     if name in ours:
@@ -263,7 +283,7 @@ def describe(name: str) -> LossInfo:
         try:
             factory = losses.get(name)
         except Exception as err:
-            raise KeyError(f"No loss named {name!r} in the registry") from err
+            raise UnknownLoss(name, suggest(name, [row.name for row in list_losses()])) from err
         provider = _entry_point_provider(name) or _distribution_of(factory)
     signature = inspect.signature(factory)
     hints = typing.get_type_hints(factory)
@@ -377,6 +397,46 @@ def newer_versions(name: str, names: Iterable[str]) -> List[str]:
         if m and m.group("base") == match.group("base") and int(m.group("n")) > int(match.group("n")):
             found.append((int(m.group("n")), other))
     return [other for _, other in sorted(found)]
+
+
+def suggest(name: str, candidates: Iterable[str], n: int = 3) -> List[str]:
+    """The names a mistyped ``name`` probably meant, best first (at most ``n``).
+
+    The name in another case; else the newest version of the same loss (a
+    missing or unknown version); else close spellings, one per loss.
+
+    >>> names = ["SparseCategoricalCrossentropy.v4", "CategoricalCrossentropy.v3", "CategoricalCrossentropy.v4"]
+    >>> suggest("sparsecategoricalcrossentropy.v4", names)
+    ['SparseCategoricalCrossentropy.v4']
+    >>> suggest("CategoricalCrossentropy", names)
+    ['CategoricalCrossentropy.v4']
+    >>> suggest("SparseCategoricalCrossentropy.v3", names)
+    ['SparseCategoricalCrossentropy.v4']
+    >>> suggest("SparseCategoricalCrosentropy.v4", names)
+    ['SparseCategoricalCrossentropy.v4', 'CategoricalCrossentropy.v4']
+    >>> suggest("Nothing.v1", names)
+    []
+    """
+    candidates = sorted(set(candidates))
+    by_lower = {c.lower(): c for c in candidates}
+    key = name.strip().lower()
+    if key in by_lower:
+        return [by_lower[key]]
+    match = _VERSION.match(key)
+    base = match.group("base") if match else key
+    versions = []
+    for candidate in candidates:
+        m = _VERSION.match(candidate)
+        if m and m.group("base").lower() == base:
+            versions.append((int(m.group("n")), candidate))
+    if versions:
+        return [max(versions)[1]]
+    found: Dict[str, str] = {}  # one per loss: the closest version
+    for close in difflib.get_close_matches(key, list(by_lower), n=3 * n, cutoff=0.8):
+        candidate = by_lower[close]
+        m = _VERSION.match(candidate)
+        found.setdefault(m.group("base") if m else candidate, candidate)
+    return list(found.values())[:n]
 
 
 # docs/api.md ---------------------------------------------------------------

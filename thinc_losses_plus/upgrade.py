@@ -124,11 +124,16 @@ def implied_truths(args: Dict[str, Any], component: Optional[str] = None) -> Tup
 def _truths(args: Dict[str, Any], hint: Optional[str]) -> Tuple[str, str]:
     kind, reasons = implied_truths(args, args.get(COMPONENT_KEY))
     if kind is not None:
+        if hint is not None and hint != kind:
+            raise NeedsHint(
+                f"--truths {hint} contradicts the block, which gets {kind} labels ({'; '.join(reasons)}): "
+                "leave out --truths to upgrade it for labels, or change the block if its truths are dense rows"
+            )
         return kind, f"truths: sparse labels, implied by {'; '.join(reasons)}"
     if hint is None:
         raise NeedsHint(
             "Thinc's v1-v3 accept dense truth rows and int/str labels alike and the arguments "
-            "do not say which this config gets: pass truths='dense' or 'sparse' (--truths)"
+            "do not say which this config gets: pass --truths dense or --truths sparse"
         )
     return hint, f"truths: {hint} (from --truths {hint})"
 
@@ -303,10 +308,30 @@ class Change:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Unresolved:
+    """A reference to a name the registry does not know: left as it is, with a warning."""
+
+    section: str
+    line: int  # 1-based
+    name: str
+    suggestions: Tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        text = f"WARNING: [{self.section}] (line {self.line}): no loss named {self.name!r} in the registry"
+        if self.suggestions:
+            text += "; did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
+        else:
+            text += " (is the package that provides it installed?)"
+        return text + " Left as it is."
+
+
 @dataclass
 class UpgradeResult:
     text: str
     changes: List[Change] = field(default_factory=list)
+    references: List[Reference] = field(default_factory=list)  # every @losses line found
+    unresolved: List[Unresolved] = field(default_factory=list)
 
     @property
     def upgradable(self) -> bool:
@@ -317,10 +342,21 @@ class UpgradeResult:
     def problems(self) -> List[Change]:
         return [c for c in self.changes if c.problem]
 
+    @property
+    def current(self) -> int:
+        """How many references name a registered loss with nothing newer."""
+        return len(self.references) - len(self.changes) - len(self.unresolved)
+
     def report(self) -> str:
-        if not self.changes:
-            return "No @losses reference to upgrade."
-        return "\n".join(c.describe() for c in self.changes)
+        if not self.references:
+            return "No @losses reference in the config."
+        lines = [c.describe() for c in self.changes] + [u.describe() for u in self.unresolved]
+        n = self.current
+        if n and lines:
+            lines.append(f"{n} other @losses reference{' is' if n == 1 else 's are'} current.")
+        elif n:
+            lines.append("The @losses reference is current." if n == 1 else f"All {n} @losses references are current.")
+        return "\n".join(lines)
 
 
 def plan_step(name: str, args: Dict[str, Any], truths: Optional[str], known: Optional[set]) -> Step:
@@ -357,20 +393,34 @@ def upgrade_config(
     to: "latest" (the only target so far: follow the rules to the newest name).
     truths: "dense" or "sparse" for categorical references whose arguments do
         not imply their truths (see :func:`implied_truths`); None: leave such
-        references unchanged and report them as problems.
+        references unchanged and report them as problems. A hint that
+        contradicts what a reference's arguments imply is a problem for that
+        reference, never silently overridden.
     known: names a target must have to be written (default: every name the
-        registry can resolve); a target outside it is reported as a problem.
+        registry can resolve); a target outside it is reported as a problem,
+        and a reference to a name outside it (with no upgrade rule) gets a
+        warning in :attr:`UpgradeResult.unresolved`.
     """
+    from .catalog import suggest
+
     if to not in TO_CHOICES:
         raise UpgradeError(f"--to must be one of {list(TO_CHOICES)}, got {to!r}")
     if truths is not None and truths not in TRUTHS_CHOICES:
         raise UpgradeError(f"--truths must be one of {list(TRUTHS_CHOICES)}, got {truths!r}")
-    references = [r for r in find_references(text) if r.name in RULES]
-    if not references:
+    found = [r for r in find_references(text) if not r.name.startswith("${")]  # a variable: not ours to check
+    if not found:
         return UpgradeResult(text)
-    config = parse_config(text)
     if known is None:
         known = registered_loss_names()
+    unresolved = [
+        Unresolved(r.section, r.line + 1, r.name, tuple(suggest(r.name, known)))
+        for r in found
+        if r.name not in RULES and r.name not in known
+    ]
+    references = [r for r in found if r.name in RULES]
+    if not references:
+        return UpgradeResult(text, references=found, unresolved=unresolved)
+    config = parse_config(text)
     lines = text.splitlines(keepends=True)
     changes = []
     factories = _package_factories()
@@ -392,7 +442,7 @@ def upgrade_config(
             continue
         lines[ref.line] = _rewrite_line(lines[ref.line], step, "\r\n" if "\r\n" in text else "\n")
         changes.append(Change(ref.section, ref.line + 1, ref.name, step.new, step.add, step.notes))
-    return UpgradeResult("".join(lines), changes)
+    return UpgradeResult("".join(lines), changes, found, unresolved)
 
 
 def _rewrite_line(line: str, step: Step, newline: str) -> str:
