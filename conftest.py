@@ -9,4 +9,5 @@ import importlib.util
 
 collect_ignore_glob = ["benchmarks/*", "configs/*", "docs/*"]
 if importlib.util.find_spec("spacy") is None:
-    collect_ignore_glob.append("thinc_losses_plus/spacy_components*.py")
+    collect_ignore_glob.append("thinc_losses_plus/spacy_*.py")
+    collect_ignore_glob.append("tests/spacy_*.py")

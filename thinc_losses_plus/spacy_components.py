@@ -1,8 +1,10 @@
-"""spaCy components whose loss is a config block.
+"""spaCy doc and token classifiers whose loss is a config block.
 
-Five factories, registered through the ``spacy_factories`` entry points of
-``setup.cfg`` (spaCy imports this module when it loads them; importing
-``thinc_losses_plus`` alone never imports spaCy):
+Five of the factories registered through the ``spacy_factories`` entry
+points of ``setup.cfg`` (spaCy imports this module when it loads them;
+importing ``thinc_losses_plus`` alone never imports spaCy); the span
+components are in :mod:`.spacy_spans`, the lemmatizer and the entity linker
+in :mod:`.spacy_lemmatizer_linker`:
 
 =================================  =====================  =====================================
 factory                            extends                default ``loss`` (= spaCy's gradient)
@@ -18,7 +20,10 @@ Each takes every setting of the component it extends plus ``loss``; the
 component gives the loss its labels (``names``), so a config never repeats
 them. The tagger's ``neg_prefix`` and ``label_smoothing`` (and the
 morphologizer's ``label_smoothing``) are passed on to the loss when the loss
-block leaves them at their defaults; setting both differently is refused.
+block leaves them at their defaults; when both set them, the loss block wins
+and a one-line warning names the key to delete from the component's block.
+The text classifiers report a loss with ``normalize = false`` per document
+(spaCy's #9904); the gradient is the loss's own.
 
 Whatever the model's output layer, the gradient handed to it is the
 correct one for the configured loss (see :mod:`thinc_losses_plus.output_layers`);
@@ -37,6 +42,7 @@ default, spaCy merges it with the default block, so ``normalize = false``
 carries over unless the block sets it.
 """
 
+from collections import Counter
 from typing import Callable, List, Optional
 
 from spacy.language import Language
@@ -53,14 +59,159 @@ from thinc.api import Model
 from thinc.loss import Loss
 from thinc.types import Floats2d
 
-from .spacy_components_base import _TextcatLoss, _TokenLoss, forward_settings
+from .class_weights import count_labels
+from .output_layers import is_softmax_family
+from .spacy_components_base import (
+    LABELS,
+    SEQUENCE,
+    _factory,
+    _WithLoss,
+    call_loss,
+    forward_settings,
+    truth_format,
+)
 
-try:  # spaCy >= 3.8.5 registers its built-in factories on demand
-    from spacy.pipeline.factories import register_factories
-except ImportError:  # older 3.8: registered when spacy.pipeline is imported
-    pass
-else:
-    register_factories()
+# What the doc and token classifiers share ---------------------------------------
+
+
+class _TextcatLoss(_WithLoss):
+    """Text classifiers: dense truth rows (spaCy's), or one label per doc for sparse losses.
+
+    The reported loss is per document (spaCy's #9904): a loss with
+    ``normalize = false`` has its reported value divided by the number of
+    documents; the gradient is the loss's own.
+    """
+
+    report_per_example = True
+
+    def _format_problem(self, loss) -> Optional[str]:
+        if truth_format(loss) == SEQUENCE:
+            return "it scores token sequences; use SparseCategoricalCrossentropy.v4 or CategoricalCrossentropy.v4"
+        return None
+
+    def _loss_and_grad(self, loss, examples, scores):
+        truths, not_missing = self._examples_to_truth(examples)
+        xp = self.model.ops.xp
+        not_missing = self.model.ops.asarray(not_missing)
+        if truth_format(loss) == LABELS:
+            return call_loss(loss, scores, self._labels_of(truths, not_missing), None, self.name)
+        weight = None if bool(not_missing.all()) else not_missing
+        if is_softmax_family(loss):
+            # A doc with no positive label has no target distribution: mask it.
+            empty = truths.sum(axis=1) == 0
+            if bool(empty.any()):
+                truths = xp.where(empty[:, None], 1.0 / truths.shape[1], truths).astype(truths.dtype)
+                keep = xp.where(empty[:, None], 0.0, 1.0).astype(truths.dtype)
+                weight = keep if weight is None else weight * keep
+        return call_loss(loss, scores, truths, weight, self.name)
+
+    def _class_counts(self, get_examples):
+        """Documents per label: a document counts for each category it is annotated positive for."""
+        counts: Counter = Counter()
+        labels = set(self.labels)
+        for eg in get_examples():
+            counts.update(label for label, value in eg.reference.cats.items() if value == 1.0 and label in labels)
+        return counts, "documents"
+
+    def _labels_of(self, truths, not_missing) -> List[Optional[str]]:
+        labels = []
+        for row, known in zip(truths.tolist(), not_missing.tolist()):
+            hot = [self.labels[j] for j, value in enumerate(row) if value == 1.0 and known[j]]
+            if len(hot) > 1:
+                raise ValueError(
+                    f"Cannot calculate the loss of '{self.name}': a doc has several positive labels {hot}, "
+                    "but the loss takes one label per doc; use BinaryCrossentropy.v1"
+                )
+            labels.append(hot[0] if hot else None)
+        return labels
+
+
+class _TokenLoss(_WithLoss):
+    """Tagger, senter, morphologizer: one label (str, or None if missing) per token."""
+
+    def _token_truths(self, examples) -> List[List[Optional[str]]]:
+        raise NotImplementedError
+
+    def _class_counts(self, get_examples):
+        """Tokens per label (missing and negative labels are not counted)."""
+        counts: Counter = Counter()
+        for eg in get_examples():
+            counts.update(count_labels(self._token_truths([eg])))
+        return counts, "tokens"
+
+    def _columns(self) -> dict:
+        """Label -> column of the scores."""
+        return {name: i for i, name in enumerate(self.labels)}
+
+    def _truths_for_loss(self, loss, truths):
+        """The truths as ``loss`` takes them (the lemmatizer marks missing tokens with ``missing_value``)."""
+        return truths
+
+    def _loss_and_grad(self, loss, examples, scores):
+        truths = self._token_truths(examples)
+        fmt = truth_format(loss)
+        if fmt in (SEQUENCE, LABELS):
+            truths = self._truths_for_loss(loss, truths)
+        if not scores and fmt != SEQUENCE:
+            return [], 0.0
+        if fmt == SEQUENCE and getattr(loss, "sparse", True):
+            return call_loss(loss, scores, truths, None, self.name)
+        if fmt == SEQUENCE:  # dense targets per sequence
+            dense = [self._one_hot(loss, t, s) for t, s in zip(truths, scores)]
+            weights = [w for _, w in dense]
+            weights = (
+                None if all(w is None for w in weights) else [self._ones_if_none(w, s) for w, s in zip(weights, scores)]
+            )
+            return call_loss(loss, scores, [d for d, _ in dense], weights, self.name)
+        ops = self.model.ops
+        lengths = [len(t) for t in truths]
+        flat_scores = ops.xp.concatenate(scores) if len(scores) != 1 else scores[0]
+        flat_truths = [label for doc_truths in truths for label in doc_truths]
+        if fmt == LABELS:
+            grad, value = call_loss(loss, flat_scores, flat_truths, None, self.name)
+        else:
+            target, weight = self._one_hot(loss, flat_truths, flat_scores)
+            grad, value = call_loss(loss, flat_scores, target, weight, self.name)
+        return _split(grad, lengths), value
+
+    def _one_hot(self, loss, labels, scores):
+        """Dense one-hot rows for ``labels``; rows without a label get weight 0."""
+        xp = self.model.ops.xp
+        n, n_classes = scores.shape
+        index = self._columns()
+        target = xp.zeros((n, n_classes), dtype=scores.dtype)
+        rows, cols, missing = [], [], []
+        for i, label in enumerate(labels):
+            if label is None:
+                missing.append(i)
+            elif label in index:
+                rows.append(i)
+                cols.append(index[label])
+            else:
+                raise ValueError(
+                    f"Cannot calculate the loss of '{self.name}': the label {label!r} is not one of its labels "
+                    f"(negative labels need a loss that takes label lists, such as SequenceCategoricalCrossentropy.v4)"
+                )
+        if rows:
+            target[xp.asarray(rows), xp.asarray(cols)] = 1.0
+        if not missing:
+            return target, None
+        weight = xp.ones((n, 1), dtype=scores.dtype)
+        weight[xp.asarray(missing)] = 0.0
+        if is_softmax_family(loss):  # a masked row still needs a valid distribution
+            target[xp.asarray(missing)] = 1.0 / n_classes
+        return target, weight
+
+    def _ones_if_none(self, weight, scores):
+        return self.model.ops.xp.ones((scores.shape[0], 1), dtype=scores.dtype) if weight is None else weight
+
+
+def _split(grad, lengths):
+    out, start = [], 0
+    for length in lengths:
+        out.append(grad[start : start + length])
+        start += length
+    return out
 
 
 # Doc classification ----------------------------------------------------------
@@ -78,7 +229,7 @@ class TextCategorizerWithLoss(_TextcatLoss, TextCategorizer):
     def initialize(self, get_examples, *, nlp=None, labels=None, positive_label=None):
         self._check_loss()
         super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
-        self._bound_loss()
+        self._initialize_loss(get_examples)
 
 
 class MultiLabelTextCategorizerWithLoss(_TextcatLoss, MultiLabel_TextCategorizer):
@@ -93,7 +244,7 @@ class MultiLabelTextCategorizerWithLoss(_TextcatLoss, MultiLabel_TextCategorizer
     def initialize(self, get_examples, *, nlp=None, labels=None):
         self._check_loss()
         super().initialize(get_examples, nlp=nlp, labels=labels)
-        self._bound_loss()
+        self._initialize_loss(get_examples)
 
 
 # Token classification --------------------------------------------------------
@@ -126,12 +277,12 @@ class TaggerWithLoss(_TokenLoss, Tagger):
             label_smoothing=label_smoothing,
         )
         settings = {"neg_prefix": (neg_prefix, "!"), "label_smoothing": (label_smoothing, 0.0)}
-        self._init_loss(forward_settings(loss, self.factory_name, settings))
+        self._init_loss(forward_settings(loss, self.factory_name, settings, name))
 
     def initialize(self, get_examples, *, nlp=None, labels=None):
         self._check_loss()
         super().initialize(get_examples, nlp=nlp, labels=labels)
-        self._bound_loss()
+        self._initialize_loss(get_examples)
 
     def _token_truths(self, examples):
         # As spaCy's Tagger: an empty tag "" (unannotated or misaligned) is missing.
@@ -150,7 +301,7 @@ class SentenceRecognizerWithLoss(_TokenLoss, SentenceRecognizer):
     def initialize(self, get_examples, *, nlp=None):
         self._check_loss()
         super().initialize(get_examples, nlp=nlp)
-        self._bound_loss()
+        self._initialize_loss(get_examples)
 
     def _token_truths(self, examples):
         inside, start = self.labels
@@ -180,12 +331,13 @@ class MorphologizerWithLoss(_TokenLoss, Morphologizer):
         super().__init__(
             vocab, model, name, overwrite=overwrite, extend=extend, label_smoothing=label_smoothing, scorer=scorer
         )
-        self._init_loss(forward_settings(loss, self.factory_name, {"label_smoothing": (label_smoothing, 0.0)}))
+        settings = {"label_smoothing": (label_smoothing, 0.0)}
+        self._init_loss(forward_settings(loss, self.factory_name, settings, name))
 
     def initialize(self, get_examples, *, nlp=None, labels=None):
         self._check_loss()
         super().initialize(get_examples, nlp=nlp, labels=labels)
-        self._bound_loss()
+        self._initialize_loss(get_examples)
 
     def _token_truths(self, examples):
         # As spaCy's Morphologizer: the label is the POS and the features combined;
@@ -212,29 +364,6 @@ class MorphologizerWithLoss(_TokenLoss, Morphologizer):
 
 
 # Factories -----------------------------------------------------------------------
-
-DEFAULT_LOSSES = {
-    "textcat": {"@losses": "CategoricalCrossentropy.v4", "normalize": False},
-    "textcat_multilabel": {"@losses": "L2Distance.v2", "normalize": False},
-    "tagger": {"@losses": "SequenceCategoricalCrossentropy.v4", "normalize": False},
-    "senter": {"@losses": "SequenceCategoricalCrossentropy.v4", "normalize": False},
-    "morphologizer": {"@losses": "SequenceCategoricalCrossentropy.v4", "normalize": False},
-}
-
-
-def _factory(name: str, extends: str):
-    """Register the decorated function as ``name``: the built-in ``extends``'s
-    defaults, analysis and score weights, plus a ``loss`` block."""
-    meta = Language.get_factory_meta(extends)
-    return Language.factory(
-        name,
-        default_config={**meta.default_config, "loss": DEFAULT_LOSSES[extends]},
-        assigns=meta.assigns,
-        requires=meta.requires,
-        retokenizes=meta.retokenizes,
-        default_score_weights=meta.default_score_weights,
-    )
-
 
 @_factory("textcat_with_loss", "textcat")
 def make_textcat_with_loss(

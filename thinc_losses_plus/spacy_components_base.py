@@ -9,17 +9,57 @@ into its parts, each called and converted on its own, so that parts with
 different gradient conventions can be mixed.
 """
 
+import copy
 import inspect
+import warnings
 from typing import List, Optional
 
+from spacy.language import Language
 from spacy.training import validate_examples
 from thinc import loss as thinc_loss
 from thinc.loss import Loss
 
 from . import LossCalculator, SequenceCategoricalCrossentropy, SparseCategoricalCrossentropy, WeightedSum
-from .output_layers import adapt_gradient, gradient_target, is_softmax_family, output_kind, pairing_problem
+from .output_layers import adapt_gradient, gradient_target, output_kind, pairing_problem
+
+try:  # spaCy >= 3.8.5 registers its built-in factories on demand
+    from spacy.pipeline.factories import register_factories
+except ImportError:  # older 3.8: registered when spacy.pipeline is imported
+    pass
+else:
+    register_factories()
 
 SEQUENCE, LABELS, DENSE = "sequence", "labels", "dense"
+
+#: The default ``loss`` of each ``*_with_loss`` factory, keyed by the built-in it
+#: extends: the loss whose gradient is the built-in's, bit for bit.
+DEFAULT_LOSSES = {
+    "textcat": {"@losses": "CategoricalCrossentropy.v4", "normalize": False},
+    "textcat_multilabel": {"@losses": "L2Distance.v2", "normalize": False},
+    "tagger": {"@losses": "SequenceCategoricalCrossentropy.v4", "normalize": False},
+    "senter": {"@losses": "SequenceCategoricalCrossentropy.v4", "normalize": False},
+    "morphologizer": {"@losses": "SequenceCategoricalCrossentropy.v4", "normalize": False},
+    "spancat": {"@losses": "L2Distance.v2", "normalize": False},
+    "spancat_singlelabel": {"@losses": "CategoricalCrossentropy.v4", "normalize": False},
+    "span_finder": {"@losses": "L2Distance.v2", "normalize": False},
+    "trainable_lemmatizer": {"@losses": "SequenceCategoricalCrossentropy.v4", "normalize": False, "missing_value": -1},
+    # spaCy's own: Thinc's cosine distance (this package's CosineDistance.v2 differs in the last bit)
+    "entity_linker": {"@losses": "CosineDistance.v1", "normalize": False},
+}
+
+
+def _factory(name: str, extends: str):
+    """Register the decorated function as ``name``: the built-in ``extends``'s
+    defaults, analysis and score weights, plus a ``loss`` block."""
+    meta = Language.get_factory_meta(extends)
+    return Language.factory(
+        name,
+        default_config={**meta.default_config, "loss": DEFAULT_LOSSES[extends]},
+        assigns=meta.assigns,
+        requires=meta.requires,
+        retokenizes=meta.retokenizes,
+        default_score_weights=meta.default_score_weights,
+    )
 
 
 def truth_format(loss) -> str:
@@ -52,23 +92,28 @@ def bind_names(loss, labels: List[str]):
     return loss
 
 
-def forward_settings(loss, component: str, settings: dict):
+def forward_settings(loss, component: str, settings: dict, name: Optional[str] = None):
     """Pass component settings (name -> (value, component default)) on to the loss.
 
     A loss that leaves a setting at its own default takes the component's
     value (spaCy's tagger passes ``neg_prefix = "!"`` to its loss this way).
-    A loss that sets it wins over a component left at its default; both set
-    to different values is refused. A component setting away from its
-    default needs a loss that has that setting.
+    A loss block that sets it wins; if the component sets it too, to another
+    value (``spacy init config`` writes ``label_smoothing = 0.05`` on taggers
+    and morphologizers), or the loss has no such setting, a one-line warning
+    names the key to delete from the component's block. So "init config,
+    change the factory, add a loss block" always builds.
     """
     params = inspect.signature(type(loss).__init__).parameters
+    block = f"[components.{name or component}]"
     overrides = {}
     for arg, (value, default) in settings.items():
         if arg not in params or _setting(loss, arg) is _ABSENT:
             if value != default:
-                raise ValueError(
-                    f"Cannot create '{component}': '{arg} = {value!r}' is set on the component, but the "
-                    f"loss {loss_label(loss)} has no '{arg}' setting; leave it at {default!r}"
+                warnings.warn(
+                    f"'{name or component}' ({component}): delete '{arg}' from {block}: its loss "
+                    f"{loss_label(loss)} has no '{arg}' setting, so '{arg} = {value!r}' is not used",
+                    UserWarning,
+                    stacklevel=3,
                 )
             continue
         current = _setting(loss, arg)
@@ -76,9 +121,11 @@ def forward_settings(loss, component: str, settings: dict):
             if value != current:
                 overrides[arg] = value
         elif value != default and value != current:
-            raise ValueError(
-                f"Cannot create '{component}': '{arg}' is {value!r} on the component but {current!r} "
-                f"in its loss block; set it in one place"
+            warnings.warn(
+                f"'{name or component}' ({component}): delete '{arg}' from {block}: the loss block's "
+                f"'{arg} = {current!r}' is used, not the component's {value!r}",
+                UserWarning,
+                stacklevel=3,
             )
     if not overrides:
         return loss
@@ -125,22 +172,56 @@ def loss_parts(loss, factor: float = 1.0, n_normalize: int = 0):
 
 
 class _WithLoss:
-    """What the five components share: binding, checking and calling the loss.
+    """What every ``*_with_loss`` component shares: binding, checking and calling the loss.
 
+    ``pipe.loss`` is the loss that runs: the configured loss until the
+    component knows its labels, then (after ``initialize``, or loading from
+    disk) a copy with the labels bound as ``names`` and counted
+    ``"balanced"`` class weights bound (:mod:`.spacy_class_weights`).
     Subclasses implement ``_loss_and_grad(loss, examples, scores)`` for one
     (non-``WeightedSum``) loss, returning ``(gradient, loss value)``.
     """
 
     factory_name = ""
+    #: Divide the reported value of a loss with ``normalize = false`` by the
+    #: number of examples (textcat: spaCy's issue #9904). Gradients are unchanged.
+    report_per_example = False
 
     def _init_loss(self, loss: Loss) -> None:
+        self.configured_loss = loss
         self.loss = loss
-        self._bound = None  # (labels, [(weight, n_normalize, loss with names)], output kind)
+        self._bound = None  # (key, [(weight, n_normalize, leaf)], output kind)
+
+    def _loss_names(self) -> Optional[List[str]]:
+        """The names the loss's columns take (the component's labels, in column order)."""
+        return list(self.labels)
+
+    def _binding_key(self):
+        return (tuple(self.labels), repr(sorted(self.cfg.get(CFG_WEIGHTS, {}).items())))
+
+    def _bind_loss(self) -> None:
+        """Set ``self.loss`` to the configured loss with labels and stored class weights bound."""
+        from .spacy_class_weights import stored_weights
+
+        names = self._loss_names()
+        stored = self.cfg.get(CFG_WEIGHTS, {})
+
+        def bind(path, leaf):
+            try:
+                bound = bind_names(leaf, list(names)) if names else leaf
+                if is_balanced(leaf) and path in stored:
+                    bound = bound.with_class_weights(stored_weights(stored[path]))
+            except ValueError as err:
+                raise ValueError(f"Cannot use {loss_label(leaf)} as the loss of '{self.name}': {err}") from None
+            return bound
+
+        self.loss = map_leaves(self.configured_loss, bind)
+        self._bound = None
 
     def _check_loss(self) -> str:
         """The model's output kind; raises ValueError if the loss cannot train it."""
         kind = output_kind(self.model)
-        for _, _, leaf in loss_parts(self.loss):
+        for _, _, leaf in loss_parts(self.configured_loss):
             problem = pairing_problem(leaf, kind) or self._format_problem(leaf)
             if problem:
                 where = f"'{self.name}'" + ("" if self.name == self.factory_name else f" ({self.factory_name})")
@@ -151,151 +232,100 @@ class _WithLoss:
         return None
 
     def _bound_loss(self):
-        labels = tuple(self.labels)
-        if self._bound is None or self._bound[0] != labels:
+        key = self._binding_key()
+        if self._bound is None or self._bound[0] != key:
             kind = self._check_loss()
-            parts = []
-            for weight, n_normalize, leaf in loss_parts(self.loss):
-                try:
-                    bound = bind_names(leaf, list(labels)) if labels else leaf
-                except ValueError as err:
-                    raise ValueError(f"Cannot use {loss_label(leaf)} as the loss of '{self.name}': {err}") from None
-                parts.append((weight, n_normalize, bound))
-            self._bound = (labels, parts, kind)
+            self._bind_loss()
+            self._bound = (key, loss_parts(self.loss), kind)
         return self._bound
+
+    def _initialize_loss(self, get_examples) -> None:
+        """After the built-in's ``initialize``: count ``"balanced"`` class weights, bind the loss."""
+        from .spacy_class_weights import count_and_store
+
+        count_and_store(self, get_examples)
+        self._bind_loss()
+
+    def _class_counts(self, get_examples):
+        """``(Counter label -> count, what is counted)`` over the training corpus (for "balanced")."""
+        raise ValueError(
+            f"Cannot count class weights for '{self.name}': {type(self).__name__} has no classes to count"
+        )
+
+    def _rebind_after_loading(self):
+        if self.labels:
+            self._bind_loss()
+
+    def from_disk(self, path, *, exclude=tuple()):
+        result = super().from_disk(path, exclude=exclude)
+        self._rebind_after_loading()
+        return result
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        result = super().from_bytes(bytes_data, exclude=exclude)
+        self._rebind_after_loading()
+        return result
 
     def get_loss(self, examples, scores):
         """The loss (a float) and the gradient to hand to the model's output layer."""
         validate_examples(examples, f"{type(self).__name__}.get_loss")
+        return self._sum_parts(scores, lambda loss: self._loss_and_grad(loss, examples, scores))
+
+    def _sum_parts(self, scores, loss_and_grad, n: Optional[int] = None):
+        """Call each part of the loss, convert its gradient for the output layer, and sum."""
         _, parts, kind = self._bound_loss()
-        n = len(scores) if isinstance(scores, list) else int(scores.shape[0])
+        if n is None:
+            n = len(scores) if isinstance(scores, list) else int(scores.shape[0])
         total_grad, total = None, 0.0
         for weight, n_normalize, loss in parts:
-            grad, value = self._loss_and_grad(loss, examples, scores)
+            grad, value = loss_and_grad(loss)
             grad = adapt_gradient(grad, scores, target=gradient_target(loss), kind=kind)
             factor = weight / n**n_normalize if n else weight
+            value = float(value)
+            if self.report_per_example and n and not _setting(loss, "normalize"):
+                value /= n
             if len(parts) == 1 and factor == 1.0:
-                total_grad, total = grad, float(value)
+                total_grad, total = grad, value
                 break
-            total += factor * float(value)
+            total += factor * value
             total_grad = _add_scaled(total_grad, grad, factor)
         if total != total:
             raise ValueError(f"The loss of '{self.name}' is NaN: check the model's outputs and the loss settings")
         return total, total_grad
 
 
+#: Where a component keeps counted class weights in its ``cfg`` (saved with the pipeline).
+CFG_WEIGHTS = "loss_class_weights"
+
+
+def is_balanced(loss) -> bool:
+    weights = getattr(loss, "class_weights", None)
+    return isinstance(weights, str) and weights == "balanced"
+
+
+def map_leaves(loss, fn, path: str = ""):
+    """``loss`` with each non-``WeightedSum`` leaf replaced by ``fn(path, leaf)``.
+
+    ``path`` names the leaf: ``""`` for a plain loss, ``"a.b"`` for the
+    sub-loss ``b`` of the sub-loss ``a`` of a ``WeightedSum``.
+    """
+    if not isinstance(loss, WeightedSum):
+        return fn(path, loss)
+    clone = copy.copy(loss)
+    clone.losses = {
+        key: map_leaves(sub, fn, f"{path}.{key}" if path else key) for key, sub in loss.losses.items()
+    }
+    return clone
+
+
+def leaves(loss, path: str = ""):
+    """``[(path, leaf)]`` for the leaves of (nested) ``WeightedSum`` losses."""
+    found = []
+    map_leaves(loss, lambda p, leaf: found.append((p, leaf)) or leaf, path)
+    return found
+
+
 def _add_scaled(total, grad, factor: float):
     if isinstance(grad, list):
         return [_add_scaled(None if total is None else t, g, factor) for t, g in zip(total or [None] * len(grad), grad)]
     return grad * factor if total is None else total + grad * factor
-
-
-# Doc and token classification ---------------------------------------------------
-
-
-class _TextcatLoss(_WithLoss):
-    """Text classifiers: dense truth rows (spaCy's), or one label per doc for sparse losses."""
-
-    def _format_problem(self, loss) -> Optional[str]:
-        if truth_format(loss) == SEQUENCE:
-            return "it scores token sequences; use SparseCategoricalCrossentropy.v4 or CategoricalCrossentropy.v4"
-        return None
-
-    def _loss_and_grad(self, loss, examples, scores):
-        truths, not_missing = self._examples_to_truth(examples)
-        xp = self.model.ops.xp
-        not_missing = self.model.ops.asarray(not_missing)
-        if truth_format(loss) == LABELS:
-            return call_loss(loss, scores, self._labels_of(truths, not_missing), None, self.name)
-        weight = None if bool(not_missing.all()) else not_missing
-        if is_softmax_family(loss):
-            # A doc with no positive label has no target distribution: mask it.
-            empty = truths.sum(axis=1) == 0
-            if bool(empty.any()):
-                truths = xp.where(empty[:, None], 1.0 / truths.shape[1], truths).astype(truths.dtype)
-                keep = xp.where(empty[:, None], 0.0, 1.0).astype(truths.dtype)
-                weight = keep if weight is None else weight * keep
-        return call_loss(loss, scores, truths, weight, self.name)
-
-    def _labels_of(self, truths, not_missing) -> List[Optional[str]]:
-        labels = []
-        for row, known in zip(truths.tolist(), not_missing.tolist()):
-            hot = [self.labels[j] for j, value in enumerate(row) if value == 1.0 and known[j]]
-            if len(hot) > 1:
-                raise ValueError(
-                    f"Cannot calculate the loss of '{self.name}': a doc has several positive labels {hot}, "
-                    "but the loss takes one label per doc; use BinaryCrossentropy.v1"
-                )
-            labels.append(hot[0] if hot else None)
-        return labels
-
-
-class _TokenLoss(_WithLoss):
-    """Tagger, senter, morphologizer: one label (str, or None if missing) per token."""
-
-    def _token_truths(self, examples) -> List[List[Optional[str]]]:
-        raise NotImplementedError
-
-    def _loss_and_grad(self, loss, examples, scores):
-        truths = self._token_truths(examples)
-        fmt = truth_format(loss)
-        if not scores and fmt != SEQUENCE:
-            return [], 0.0
-        if fmt == SEQUENCE and getattr(loss, "sparse", True):
-            return call_loss(loss, scores, truths, None, self.name)
-        if fmt == SEQUENCE:  # dense targets per sequence
-            dense = [self._one_hot(loss, t, s) for t, s in zip(truths, scores)]
-            weights = [w for _, w in dense]
-            weights = (
-                None if all(w is None for w in weights) else [self._ones_if_none(w, s) for w, s in zip(weights, scores)]
-            )
-            return call_loss(loss, scores, [d for d, _ in dense], weights, self.name)
-        ops = self.model.ops
-        lengths = [len(t) for t in truths]
-        flat_scores = ops.xp.concatenate(scores) if len(scores) != 1 else scores[0]
-        flat_truths = [label for doc_truths in truths for label in doc_truths]
-        if fmt == LABELS:
-            grad, value = call_loss(loss, flat_scores, flat_truths, None, self.name)
-        else:
-            target, weight = self._one_hot(loss, flat_truths, flat_scores)
-            grad, value = call_loss(loss, flat_scores, target, weight, self.name)
-        return _split(grad, lengths), value
-
-    def _one_hot(self, loss, labels, scores):
-        """Dense one-hot rows for ``labels``; rows without a label get weight 0."""
-        xp = self.model.ops.xp
-        n, n_classes = scores.shape
-        index = {name: i for i, name in enumerate(self.labels)}
-        target = xp.zeros((n, n_classes), dtype=scores.dtype)
-        rows, cols, missing = [], [], []
-        for i, label in enumerate(labels):
-            if label is None:
-                missing.append(i)
-            elif label in index:
-                rows.append(i)
-                cols.append(index[label])
-            else:
-                raise ValueError(
-                    f"Cannot calculate the loss of '{self.name}': the label {label!r} is not one of its labels "
-                    f"(negative labels need a loss that takes label lists, such as SequenceCategoricalCrossentropy.v4)"
-                )
-        if rows:
-            target[xp.asarray(rows), xp.asarray(cols)] = 1.0
-        if not missing:
-            return target, None
-        weight = xp.ones((n, 1), dtype=scores.dtype)
-        weight[xp.asarray(missing)] = 0.0
-        if is_softmax_family(loss):  # a masked row still needs a valid distribution
-            target[xp.asarray(missing)] = 1.0 / n_classes
-        return target, weight
-
-    def _ones_if_none(self, weight, scores):
-        return self.model.ops.xp.ones((scores.shape[0], 1), dtype=scores.dtype) if weight is None else weight
-
-
-def _split(grad, lengths):
-    out, start = [], 0
-    for length in lengths:
-        out.append(grad[start : start + length])
-        start += length
-    return out

@@ -11,7 +11,12 @@ with
   focal loss are for;
 * Penn Treebank tags (``token.tag_``), universal POS (``token.pos_``) and
   morphological features (``token.morph``);
-* sentence starts.
+* sentence starts;
+* lemmas (``token.lemma_``, from the rules and tables below), for the
+  trainable lemmatizer;
+* spans under ``doc.spans["sc"]``, for the span categorizer: ``PERSON``
+  (names), ``ROLE`` (agent nouns: "coach", "fans") and ``TIME`` ("the
+  morning"), about 41/35/24 % of the spans.
 
 It writes ``train.spacy`` and ``dev.spacy`` next to this file. The sentences
 come from a small grammar whose templates and word lists are below, so the
@@ -133,34 +138,74 @@ TEMPLATES = [
 ]
 
 
-def sentence(rng: random.Random, topic: str) -> List[Tuple[str, str]]:
+# Lemmas: a table for the past tenses and the irregular plurals, rules for the rest.
+VBD_LEMMAS = {
+    "won": "win", "lost": "lose", "watched": "watch", "kicked": "kick", "scored": "score", "missed": "miss",
+    "celebrated": "celebrate", "defended": "defend", "cooked": "cook", "baked": "bake", "tasted": "taste",
+    "served": "serve", "ordered": "order", "sliced": "slice", "ate": "eat", "predicted": "predict",
+    "reported": "report", "feared": "fear", "expected": "expect", "measured": "measure", "forecast": "forecast",
+    "installed": "install", "released": "release", "downloaded": "download", "fixed": "fix", "tested": "test",
+    "rebooted": "reboot", "was": "be", "seemed": "seem", "looked": "look",
+}
+PLURAL_LEMMAS = {"cookies": "cookie", "trophies": "trophy", "tomatoes": "tomato"}
+
+
+def lemma(word: str, tag: str) -> str:
+    lower = word if tag == "NNP" or word == "I" else word.lower()
+    if tag == "VBD":
+        return VBD_LEMMAS[lower]
+    if tag in ("NNS", "VBZ"):
+        if lower in PLURAL_LEMMAS:
+            return PLURAL_LEMMAS[lower]
+        return lower[:-2] if lower.endswith(("ches", "shes", "xes")) else lower[:-1]
+    return "a" if lower == "an" else lower
+
+
+# Spans: slot -> label (a TIME span also covers the determiner before it).
+SPAN_SLOTS = {"AG": "ROLE", "AGS": "ROLE", "NNP": "PERSON", "TIME": "TIME"}
+
+
+def sentence(rng: random.Random, topic: str) -> List[Tuple[str, str, str]]:
     words = []
     for slot in rng.choice(TEMPLATES):
         pool = LEXICON[topic].get(slot) or SHARED[slot]
-        words.append((rng.choice(pool), SLOT_TAGS.get(slot, slot)))
-    for i, (word, tag) in enumerate(words[:-1]):
+        words.append((rng.choice(pool), SLOT_TAGS.get(slot, slot), slot))
+    for i, (word, tag, slot) in enumerate(words[:-1]):
         if word == "a" and words[i + 1][0][0] in "aeiou":
-            words[i] = ("an", tag)
-    first, tag = words[0]
-    words[0] = (first if tag == "NNP" else first[0].upper() + first[1:], tag)
+            words[i] = ("an", tag, slot)
+    first, tag, slot = words[0]
+    words[0] = (first if tag == "NNP" else first[0].upper() + first[1:], tag, slot)
     return words
 
 
 def document(rng: random.Random, topic: str):
-    """Words, spaces, tags, POS, morphs and sentence starts of one document."""
+    """Words, spaces, tags, POS, morphs, lemmas, sentence starts and spans of one document."""
     sentences = [sentence(rng, topic) for _ in range(rng.choice([1, 1, 2]))]
-    words, spaces, tags, pos, morphs, sent_starts = [], [], [], [], [], []
+    words, spaces, tags, pos, morphs, lemmas, sent_starts, spans = [], [], [], [], [], [], [], []
     for sent in sentences:
-        for i, (word, tag) in enumerate(sent):
+        for i, (word, tag, slot) in enumerate(sent):
+            if slot in SPAN_SLOTS:
+                start = len(words) - 1 if slot == "TIME" else len(words)
+                spans.append((start, len(words) + 1, SPAN_SLOTS[slot]))
             words.append(word)
             tags.append(tag)
             pos.append(TAG_MAP[tag][0])
             morphs.append(TAG_MAP[tag][1])
+            lemmas.append(lemma(word, tag))
             sent_starts.append(i == 0)
             spaces.append(i + 1 < len(sent) and sent[i + 1][1] != ".")
         spaces[-1] = True
     spaces[-1] = False
-    return dict(words=words, spaces=spaces, tags=tags, pos=pos, morphs=morphs, sent_starts=sent_starts)
+    return dict(
+        words=words,
+        spaces=spaces,
+        tags=tags,
+        pos=pos,
+        morphs=morphs,
+        lemmas=lemmas,
+        sent_starts=sent_starts,
+        spans=spans,
+    )
 
 
 def generate(n: int, rng: random.Random) -> List[Tuple[str, dict]]:
@@ -169,12 +214,15 @@ def generate(n: int, rng: random.Random) -> List[Tuple[str, dict]]:
 
 
 def to_docs(vocab, generated):
-    from spacy.tokens import Doc
+    from spacy.tokens import Doc, Span
 
     docs = []
     for topic, annotation in generated:
+        annotation = dict(annotation)
+        spans = annotation.pop("spans")
         doc = Doc(vocab, **annotation)
         doc.cats = {name: float(name == topic) for name in TOPICS}
+        doc.spans["sc"] = [Span(doc, start, end, label=label) for start, end, label in spans]
         docs.append(doc)
     return docs
 
