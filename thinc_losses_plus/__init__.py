@@ -28,14 +28,21 @@ from .regression import SmoothL1
 # embedding
 from .embedding import CosineDistance
 from .embedding import CosineEmbedding
-from .triplet import TripletMargin
-from .kernel import MaximumMeanDiscrepancy
+from .embedding import TripletMargin
+from .embedding import MaximumMeanDiscrepancy
 # ctc
 from .ctc import CTC
+# partial labels
+from .transition import PartialLabelCrossentropy
+# imbalance and noisy labels
+from .imbalance import AsymmetricLoss
+from .imbalance import Dice
+from .imbalance import GeneralizedCrossentropy
+from .imbalance import Tversky
 # combine
 from .combine import WeightedSum
 
-__version__ = "0.1.0"
+from .about import __version__
 
 __all__ = [
     "LossCalculator",
@@ -66,6 +73,13 @@ __all__ = [
     "MaximumMeanDiscrepancy",
     # ctc
     "CTC",
+    # partial labels
+    "PartialLabelCrossentropy",
+    # imbalance and noisy labels
+    "AsymmetricLoss",
+    "Dice",
+    "GeneralizedCrossentropy",
+    "Tversky",
     # combine
     "WeightedSum",
 ]

@@ -14,61 +14,76 @@ from .binary import BinaryCrossentropy, BinaryFocalCrossentropy
 from .categorical import CategoricalCrossentropy, CategoricalFocalCrossentropy, KLDivergence, SparseCategoricalCrossentropy
 from .combine import WeightedSum
 from .ctc import CTC
-from .embedding import CosineDistance, CosineEmbedding
-from .kernel import MaximumMeanDiscrepancy
+from .imbalance import AsymmetricLoss, Dice, GeneralizedCrossentropy, Tversky
+from .embedding import CosineDistance, CosineEmbedding, MaximumMeanDiscrepancy, TripletMargin
 from .likelihood import GaussianNLL, PoissonNLL
 from .margin import Hinge, LogisticLoss, MultiMargin, SquaredHinge
 from .regression import Huber, L1Distance, L2Distance, LogCosh, SmoothL1
 from .sequence import SequenceCategoricalCrossentropy
-from .triplet import TripletMargin
+from .transition import PartialLabelCrossentropy
 
-ClassWeights = Optional[Union[Dict[str, float], List[float]]]
+#: A dict name -> weight, a list indexed by class, or "balanced" (counted from the corpus).
+ClassWeights = Optional[Union[Dict[str, float], List[float], str]]
 
 # Categorical (softmax family) --------------------------------------------
 
 def configure_CategoricalCrossentropy_v4(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     names: Optional[List[str]] = None,
     missing_value: Optional[int] = None,
     label_smoothing: float = 0.0,
     from_logits: bool = False,
     class_weights: ClassWeights = None,
+    from_log_probs: bool = False,
 ) -> CategoricalCrossentropy:
     return CategoricalCrossentropy(
         normalize=normalize,
+        weight=weight,
+        reduction=reduction,
         names=names,
         missing_value=missing_value,
         label_smoothing=label_smoothing,
         from_logits=from_logits,
         class_weights=class_weights,
+        from_log_probs=from_log_probs,
     )
 
 
 def configure_SparseCategoricalCrossentropy_v4(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     names: Optional[List[str]] = None,
     missing_value: Optional[Union[int, str]] = None,
     neg_prefix: Optional[str] = None,
     label_smoothing: float = 0.0,
     from_logits: bool = False,
     class_weights: ClassWeights = None,
+    from_log_probs: bool = False,
 ) -> SparseCategoricalCrossentropy:
     return SparseCategoricalCrossentropy(
         normalize=normalize,
+        weight=weight,
+        reduction=reduction,
         names=names,
         missing_value=missing_value,
         neg_prefix=neg_prefix,
         label_smoothing=label_smoothing,
         from_logits=from_logits,
         class_weights=class_weights,
+        from_log_probs=from_log_probs,
     )
 
 
 def configure_SequenceCategoricalCrossentropy_v4(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     sparse: bool = True,
     names: Optional[List[str]] = None,
     missing_value: Optional[Union[int, str]] = None,
@@ -76,9 +91,12 @@ def configure_SequenceCategoricalCrossentropy_v4(
     label_smoothing: float = 0.0,
     from_logits: bool = False,
     class_weights: ClassWeights = None,
+    from_log_probs: bool = False,
 ) -> SequenceCategoricalCrossentropy:
     return SequenceCategoricalCrossentropy(
         normalize=normalize,
+        weight=weight,
+        reduction=reduction,
         sparse=sparse,
         names=names,
         missing_value=missing_value,
@@ -86,12 +104,15 @@ def configure_SequenceCategoricalCrossentropy_v4(
         label_smoothing=label_smoothing,
         from_logits=from_logits,
         class_weights=class_weights,
+        from_log_probs=from_log_probs,
     )
 
 
 def configure_CategoricalFocalCrossentropy_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     gamma: float = 2.0,
     alpha: float = 1.0,
     class_weights: ClassWeights = None,
@@ -103,6 +124,8 @@ def configure_CategoricalFocalCrossentropy_v1(
 ) -> CategoricalFocalCrossentropy:
     return CategoricalFocalCrossentropy(
         normalize=normalize,
+        weight=weight,
+        reduction=reduction,
         gamma=gamma,
         alpha=alpha,
         class_weights=class_weights,
@@ -117,10 +140,12 @@ def configure_CategoricalFocalCrossentropy_v1(
 def configure_KLDivergence_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     from_logits: bool = False,
     temperature: float = 1.0,
 ) -> KLDivergence:
-    return KLDivergence(normalize=normalize, from_logits=from_logits, temperature=temperature)
+    return KLDivergence(normalize=normalize, weight=weight, reduction=reduction, from_logits=from_logits, temperature=temperature)
 
 
 # Binary and multi-label (sigmoid family) ------------------------------------
@@ -128,6 +153,8 @@ def configure_KLDivergence_v1(
 def configure_BinaryCrossentropy_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     from_logits: bool = False,
     pos_weight: Optional[Union[float, List[float]]] = None,
     label_smoothing: float = 0.0,
@@ -137,6 +164,8 @@ def configure_BinaryCrossentropy_v1(
 ) -> BinaryCrossentropy:
     return BinaryCrossentropy(
         normalize=normalize,
+        weight=weight,
+        reduction=reduction,
         from_logits=from_logits,
         pos_weight=pos_weight,
         label_smoothing=label_smoothing,
@@ -149,31 +178,35 @@ def configure_BinaryCrossentropy_v1(
 def configure_BinaryFocalCrossentropy_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     gamma: float = 2.0,
     alpha: Optional[float] = None,
     from_logits: bool = False,
     missing_value: Optional[float] = None,
 ) -> BinaryFocalCrossentropy:
     return BinaryFocalCrossentropy(
-        normalize=normalize, gamma=gamma, alpha=alpha, from_logits=from_logits, missing_value=missing_value
+        normalize=normalize, weight=weight, reduction=reduction, gamma=gamma, alpha=alpha, from_logits=from_logits, missing_value=missing_value
     )
 
 
-def configure_Hinge_v1(*, normalize: bool = True, margin: float = 1.0) -> Hinge:
-    return Hinge(normalize=normalize, margin=margin)
+def configure_Hinge_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", margin: float = 1.0) -> Hinge:
+    return Hinge(normalize=normalize, weight=weight, reduction=reduction, margin=margin)
 
 
-def configure_SquaredHinge_v1(*, normalize: bool = True, margin: float = 1.0) -> SquaredHinge:
-    return SquaredHinge(normalize=normalize, margin=margin)
+def configure_SquaredHinge_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", margin: float = 1.0) -> SquaredHinge:
+    return SquaredHinge(normalize=normalize, weight=weight, reduction=reduction, margin=margin)
 
 
-def configure_Logistic_v1(*, normalize: bool = True, label_format: str = "signed") -> LogisticLoss:
-    return LogisticLoss(normalize=normalize, label_format=label_format)
+def configure_Logistic_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", label_format: str = "signed") -> LogisticLoss:
+    return LogisticLoss(normalize=normalize, weight=weight, reduction=reduction, label_format=label_format)
 
 
 def configure_MultiMargin_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     p: int = 1,
     margin: float = 1.0,
     class_weights: Optional[Union[Dict[str, float], List[float]]] = None,
@@ -182,6 +215,8 @@ def configure_MultiMargin_v1(
 ) -> MultiMargin:
     return MultiMargin(
         normalize=normalize,
+        weight=weight,
+        reduction=reduction,
         p=p,
         margin=margin,
         class_weights=class_weights,
@@ -192,68 +227,72 @@ def configure_MultiMargin_v1(
 
 # Regression ------------------------------------------------------------------
 
-def configure_L2Distance_v2(*, normalize: bool = True) -> L2Distance:
-    return L2Distance(normalize=normalize)
+def configure_L2Distance_v2(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples") -> L2Distance:
+    return L2Distance(normalize=normalize, weight=weight, reduction=reduction)
 
 
-def configure_L1Distance_v1(*, normalize: bool = True) -> L1Distance:
-    return L1Distance(normalize=normalize)
+def configure_L1Distance_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples") -> L1Distance:
+    return L1Distance(normalize=normalize, weight=weight, reduction=reduction)
 
 
-def configure_Huber_v1(*, normalize: bool = True, delta: float = 1.0) -> Huber:
-    return Huber(normalize=normalize, delta=delta)
+def configure_Huber_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", delta: float = 1.0) -> Huber:
+    return Huber(normalize=normalize, weight=weight, reduction=reduction, delta=delta)
 
 
-def configure_SmoothL1_v1(*, normalize: bool = True, beta: float = 1.0) -> SmoothL1:
-    return SmoothL1(normalize=normalize, beta=beta)
+def configure_SmoothL1_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", beta: float = 1.0) -> SmoothL1:
+    return SmoothL1(normalize=normalize, weight=weight, reduction=reduction, beta=beta)
 
 
-def configure_LogCosh_v1(*, normalize: bool = True) -> LogCosh:
-    return LogCosh(normalize=normalize)
+def configure_LogCosh_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples") -> LogCosh:
+    return LogCosh(normalize=normalize, weight=weight, reduction=reduction)
 
 
 def configure_PoissonNLL_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     from_logits: bool = False,
     full: bool = False,
     eps: float = 1e-8,
 ) -> PoissonNLL:
-    return PoissonNLL(normalize=normalize, from_logits=from_logits, full=full, eps=eps)
+    return PoissonNLL(normalize=normalize, weight=weight, reduction=reduction, from_logits=from_logits, full=full, eps=eps)
 
 
-def configure_GaussianNLL_v1(*, normalize: bool = True, full: bool = False, eps: float = 1e-6) -> GaussianNLL:
-    return GaussianNLL(normalize=normalize, full=full, eps=eps)
+def configure_GaussianNLL_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", full: bool = False, eps: float = 1e-6) -> GaussianNLL:
+    return GaussianNLL(normalize=normalize, weight=weight, reduction=reduction, full=full, eps=eps)
 
 
 # Embeddings ------------------------------------------------------------------
 
 def configure_CosineDistance_v2(
-    *, normalize: bool = True, ignore_zeros: bool = False, eps: float = 1e-8
+    *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", ignore_zeros: bool = False, eps: float = 1e-8
 ) -> CosineDistance:
-    return CosineDistance(normalize=normalize, ignore_zeros=ignore_zeros, eps=eps)
+    return CosineDistance(normalize=normalize, weight=weight, reduction=reduction, ignore_zeros=ignore_zeros, eps=eps)
 
 
-def configure_CosineEmbedding_v1(*, normalize: bool = True, margin: float = 0.0) -> CosineEmbedding:
-    return CosineEmbedding(normalize=normalize, margin=margin)
+def configure_CosineEmbedding_v1(*, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", margin: float = 0.0) -> CosineEmbedding:
+    return CosineEmbedding(normalize=normalize, weight=weight, reduction=reduction, margin=margin)
 
 
 def configure_TripletMargin_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     margin: float = 1.0,
     p: float = 2.0,
     eps: float = 1e-6,
     swap: bool = False,
     squared: bool = False,
 ) -> TripletMargin:
-    return TripletMargin(normalize=normalize, margin=margin, p=p, eps=eps, swap=swap, squared=squared)
+    return TripletMargin(normalize=normalize, weight=weight, reduction=reduction, margin=margin, p=p, eps=eps, swap=swap, squared=squared)
 
 
 def configure_MaximumMeanDiscrepancy_v1(
-    *, normalize: bool = True, bandwidth: Union[float, List[float]] = 1.0
+    *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", bandwidth: Union[float, List[float]] = 1.0
 ) -> MaximumMeanDiscrepancy:
-    return MaximumMeanDiscrepancy(normalize=normalize, bandwidth=bandwidth)
+    return MaximumMeanDiscrepancy(normalize=normalize, weight=weight, reduction=reduction, bandwidth=bandwidth)
 
 
 # Sequences (CTC) -------------------------------------------------------------
@@ -261,13 +300,140 @@ def configure_MaximumMeanDiscrepancy_v1(
 def configure_CTC_v1(
     *,
     normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
     blank: int = 0,
     zero_infinity: bool = False,
     names: Optional[List[str]] = None,
     from_logits: bool = False,
 ) -> CTC:
     return CTC(
-        normalize=normalize, blank=blank, zero_infinity=zero_infinity, names=names, from_logits=from_logits
+        normalize=normalize, weight=weight, reduction=reduction, blank=blank, zero_infinity=zero_infinity, names=names, from_logits=from_logits
+    )
+
+
+# Partial labels (spaCy's transition-based loss) ----------------------------
+
+def configure_PartialLabelCrossentropy_v1(
+    *,
+    normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
+    names: Optional[List[str]] = None,
+    column_labels: Optional[List[str]] = None,
+    class_weights: ClassWeights = None,
+    missing_label: str = "-",
+    gamma: float = 0.0,
+) -> PartialLabelCrossentropy:
+    return PartialLabelCrossentropy(
+        normalize=normalize,
+        weight=weight,
+        reduction=reduction,
+        names=names,
+        column_labels=column_labels,
+        class_weights=class_weights,
+        missing_label=missing_label,
+        gamma=gamma,
+    )
+
+
+# Imbalance and noisy labels ------------------------------------------------
+
+def configure_Dice_v1(
+    *,
+    normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
+    smooth: float = 1.0,
+    average: str = "samples",
+    squared_denominator: bool = False,
+    self_adjusting: float = 0.0,
+    from_logits: bool = False,
+    missing_value: Optional[float] = None,
+) -> Dice:
+    return Dice(
+        normalize=normalize,
+        weight=weight,
+        reduction=reduction,
+        smooth=smooth,
+        average=average,
+        squared_denominator=squared_denominator,
+        self_adjusting=self_adjusting,
+        from_logits=from_logits,
+        missing_value=missing_value,
+    )
+
+
+def configure_Tversky_v1(
+    *,
+    normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
+    alpha: float = 0.3,
+    beta: float = 0.7,
+    smooth: float = 1.0,
+    average: str = "samples",
+    from_logits: bool = False,
+    missing_value: Optional[float] = None,
+) -> Tversky:
+    return Tversky(
+        normalize=normalize,
+        weight=weight,
+        reduction=reduction,
+        alpha=alpha,
+        beta=beta,
+        smooth=smooth,
+        average=average,
+        from_logits=from_logits,
+        missing_value=missing_value,
+    )
+
+
+def configure_GeneralizedCrossentropy_v1(
+    *,
+    normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
+    q: float = 0.7,
+    names: Optional[List[str]] = None,
+    missing_value: Optional[Union[int, str]] = None,
+    neg_prefix: Optional[str] = None,
+    from_logits: bool = False,
+    class_weights: ClassWeights = None,
+) -> GeneralizedCrossentropy:
+    return GeneralizedCrossentropy(
+        normalize=normalize,
+        weight=weight,
+        reduction=reduction,
+        q=q,
+        names=names,
+        missing_value=missing_value,
+        neg_prefix=neg_prefix,
+        from_logits=from_logits,
+        class_weights=class_weights,
+    )
+
+
+def configure_AsymmetricLoss_v1(
+    *,
+    normalize: bool = True,
+    weight: float = 1.0,
+    reduction: str = "examples",
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    from_logits: bool = False,
+    missing_value: Optional[float] = None,
+) -> AsymmetricLoss:
+    return AsymmetricLoss(
+        normalize=normalize,
+        weight=weight,
+        reduction=reduction,
+        gamma_pos=gamma_pos,
+        gamma_neg=gamma_neg,
+        clip=clip,
+        from_logits=from_logits,
+        missing_value=missing_value,
     )
 
 
@@ -284,5 +450,7 @@ def configure_WeightedSum_v1(
     losses: LossBlocks,
     weights: Optional[Dict[str, float]] = None,
     normalize: bool = False,
+    weight: float = 1.0,
+    reduction: str = "examples",
 ) -> WeightedSum:
-    return WeightedSum(losses=losses, weights=weights, normalize=normalize)
+    return WeightedSum(losses=losses, weights=weights, normalize=normalize, weight=weight, reduction=reduction)
