@@ -8,6 +8,14 @@ PyTorch CPU, a numpy floor...). ``baseline`` names the callable that the
 "ratio" column divides by; ``targets`` states, per label, the ratio the SPEC
 asks for (``ours_time / label_time <= target``), so the table says whether
 each target is met.
+
+Like for like: every side of an entry gets the same inputs (the same label
+dtype: an entry that compares label dtypes has one row per dtype), numpy's
+BLAS and torch run on one thread (``run.py`` pins them with threadpoolctl),
+and ``notes`` says, per label, what that side computes when it is not the
+same thing as ours (Thinc v3 computes no cross-entropy and checks no row
+sums, for example). :func:`copy_floor` adds one numpy copy of the guesses,
+the memory-bound floor (the gradient must be written once).
 """
 import gc
 import time
@@ -26,7 +34,27 @@ class Entry:
     targets: Dict[str, float] = field(default_factory=dict)
     memory: bool = False  # also measure peak extra memory of ours with tracemalloc
     memory_target: Optional[float] = None  # max peak / gradient bytes
-    grad_bytes: Optional[Callable[[], int]] = None
+    grad_bytes: Optional[Callable[[], int]] = None  # default: the bytes of the gradient ours returns
+    # label -> what that side computes (shown beside its row), e.g. {"thinc v3": "gradient only"}
+    notes: Dict[str, str] = field(default_factory=dict)
+
+
+COPY_FLOOR = "numpy copy of guesses"
+
+
+def copy_floor(fns: Dict[str, Callable[[], object]], guesses) -> Dict[str, Callable[[], object]]:
+    """Add one numpy copy of ``guesses`` to ``fns`` (the floor every size is compared with)."""
+    fns[COPY_FLOOR] = lambda: guesses.copy()
+    return fns
+
+
+def gradient_bytes(result) -> int:
+    """The bytes of the gradient(s) in a calculator's ``(grad, loss)`` result."""
+    grad = result[0] if isinstance(result, tuple) else result
+    if isinstance(grad, (list, tuple)):
+        return sum(gradient_bytes((g,)) for g in grad)
+    data = getattr(grad, "data", grad)  # Ragged / Padded hold their array in .data
+    return int(getattr(data, "nbytes", 0))
 
 
 def best_time(fn: Callable[[], object], *, min_time: float = 0.2, repeat: int = 5) -> float:

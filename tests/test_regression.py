@@ -757,3 +757,22 @@ def test_every_input_in_any_layout_gives_the_same_bits(name, config, layout):
     assert got[1] == expected[1]
     for a, b in zip(got[0] if isinstance(got[0], tuple) else [got[0]], expected[0] if isinstance(expected[0], tuple) else [expected[0]]):
         assert a.tobytes() == b.tobytes() and a.flags.c_contiguous == b.flags.c_contiguous
+
+
+@pytest.mark.parametrize("weights", ["none", "elements", "rows"])
+@pytest.mark.parametrize(
+    "fn, settings",
+    [("absolute_error", {}), ("huber_error", {"delta": 0.7}), ("smooth_l1_error", {"beta": 0.3})],
+)
+def test_row_blocks_give_the_bits_of_one_block(fn, settings, weights, monkeypatch):
+    """Large arrays are processed in row blocks (peak memory: the gradient plus one block)."""
+    from thinc_losses_plus.functional import regression as F
+
+    rng = numpy.random.default_rng(0)
+    n, c = 700, 1000  # above SMALL_ELEMENTS: several blocks, the last one short
+    g, t = rng.normal(size=(n, c)).astype("float32"), rng.normal(size=(n, c)).astype("float32")
+    w = {"none": None, "elements": rng.uniform(size=(n, c)), "rows": rng.uniform(size=(n, 1))}[weights]
+    blocked = getattr(F, fn)(numpy, g, t, weights=w, divisor=3, **settings)
+    monkeypatch.setattr(F, "SMALL_ELEMENTS", n * c)
+    whole = getattr(F, fn)(numpy, g, t, weights=w, divisor=3, **settings)
+    assert numpy.array_equal(blocked[0], whole[0]) and numpy.array_equal(blocked[1], whole[1])

@@ -23,6 +23,7 @@ or whose examples are not rows (sequence losses, weighted sums) implements
 :meth:`LossCalculator.evaluate` itself and states its divisors in the result.
 """
 import inspect
+import math
 from typing import Any, ClassVar, NamedTuple, Optional, Tuple
 
 import numpy
@@ -251,12 +252,39 @@ def ragged_lengths(name: str, ragged: Ragged):
 # Reductions shared by the elementwise families -----------------------------
 
 
+def exact_reciprocal(divisor: float) -> Optional[float]:
+    """``1 / divisor`` where multiplying by it gives the bits of dividing by ``divisor``, else None.
+
+    That is where ``divisor`` is a power of two (then ``1 / divisor`` is exact and
+    ``x * (1 / divisor)`` is the correctly rounded ``x / divisor``, subnormals
+    included): batch sizes often are, and a product is cheaper than a division.
+
+    >>> exact_reciprocal(4096), exact_reciprocal(3), exact_reciprocal(0.5)
+    (0.000244140625, None, 2.0)
+    """
+    if not divisor or not math.isfinite(divisor):
+        return None
+    mantissa, exponent = math.frexp(divisor)
+    if abs(mantissa) != 0.5 or not -126 <= exponent - 1 <= 126:  # divisor and 1 / divisor normal in float32
+        return None
+    return 1.0 / divisor
+
+
+def divide_by(xp, x, divisor: float, out=None):
+    """``x / divisor`` (into ``out``), bit for bit, as a product when :func:`exact_reciprocal` allows
+    (float32 and float64 only: a float16 division rounds the divisor to float16 first)."""
+    inverse = exact_reciprocal(divisor) if x.dtype.itemsize >= 4 else None
+    if inverse is None:
+        return xp.divide(x, divisor, out=out)
+    return xp.multiply(x, inverse, out=out)
+
+
 def scale_grad(grad, weights, divisor: float):
     """Weight an elementwise gradient and divide it by ``divisor``, in place."""
     if weights is not None:
         grad *= weights
     if divisor != 1:
-        grad /= divisor
+        divide_by(get_array_ops(grad).xp, grad, divisor, out=grad)
     return grad
 
 

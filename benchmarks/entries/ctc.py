@@ -17,10 +17,11 @@ torch.set_num_threads(1)
 N, C = 32, 30
 
 
-def _inputs(seed=0):
+def _inputs(seed=0, steps=(50, 200), labels=(10, 40)):
+    """``steps`` / ``labels``: the (low, high) range of the sequence and label lengths."""
     rng = numpy.random.default_rng(seed)
-    steps = rng.integers(50, 201, size=N)
-    lengths = rng.integers(10, 41, size=N)
+    steps = rng.integers(steps[0], steps[1] + 1, size=N)
+    lengths = rng.integers(labels[0], labels[1] + 1, size=N)
     logits = [rng.normal(scale=2.0, size=(t, C)).astype("float32") for t in steps]
     labels = [rng.integers(1, C, size=n) for n in lengths]
     return steps, lengths, logits, labels
@@ -43,9 +44,9 @@ def _torch_run(steps, lengths, logits, labels):
     return run
 
 
-def ctc(from_logits):
+def ctc(from_logits, **shape):
     def setup():
-        steps, lengths, logits, labels = _inputs()
+        steps, lengths, logits, labels = _inputs(**shape)
         ours = registry.resolve({"loss": {"@losses": "CTC.v1", "from_logits": from_logits}})["loss"]
         guesses = logits
         if not from_logits:
@@ -59,7 +60,14 @@ def ctc(from_logits):
 
 TARGET = {"torch ctc_loss fwd+bwd": 1.5}
 CASE = f"{N} sequences of 50-200 steps, {C} classes, 10-40 labels"
+#: SPEC section 8: no slower than ctc_loss where the recursion's Python steps dominate
+#: (many steps, short labels; few steps, long labels).
+NO_SLOWER = {"torch ctc_loss fwd+bwd": 1.0}
 ENTRIES = [
     Entry("CTC.v1", f"{CASE}, from_logits", ctc(True), targets=TARGET),
     Entry("CTC.v1", f"{CASE}, probabilities", ctc(False), targets=TARGET),
+    Entry("CTC.v1", f"{N} sequences of 200 steps, {C} classes, 5 labels, from_logits",
+          ctc(True, steps=(200, 200), labels=(5, 5)), targets=NO_SLOWER),
+    Entry("CTC.v1", f"{N} sequences of 50 steps, {C} classes, 20 labels, from_logits",
+          ctc(True, steps=(50, 50), labels=(20, 20)), targets=NO_SLOWER),
 ]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from thinc.api import registry
 
-from harness import Entry
+from harness import Entry, copy_floor
 
 torch.set_num_threads(1)
 SIZES = [(4096, 50), (32768, 1000)]
@@ -43,7 +43,7 @@ def difference(name, torch_fn, **settings):
             if name == "L2Distance.v2":
                 thinc_v1 = _resolve("L2Distance.v1")
                 fns["thinc L2Distance.v1"] = lambda: thinc_v1(g, t)
-            return fns
+            return copy_floor(fns, g)
 
         return setup
 
@@ -101,6 +101,11 @@ CALCULATORS = [
     ("GaussianNLL.v1", " var per element", gaussian),
 ]
 
+#: SPEC section 8: no slower than PyTorch, peak extra memory <= 1.1x the gradient.
+TARGETS = {"torch fwd+bwd": 1.0}
+NOTES = {"thinc L2Distance.v1": "gradient g - t; loss = sum of squared gradient (not 0.5 (g - t)^2), no checks"}
 ENTRIES = [
-    Entry(name, f"{n}x{c}{what}", make(n, c)) for n, c in SIZES for name, what, make in CALCULATORS
+    Entry(name, f"{n}x{c}{what}", make(n, c), targets=TARGETS, memory=True, memory_target=1.1, notes=NOTES)
+    for n, c in SIZES
+    for name, what, make in CALCULATORS
 ]

@@ -44,6 +44,46 @@ def row_dot(xp, a: Array, b: Array, weights=None) -> Array:
     return xp.einsum("ij,ij->i", a, b) * weights.reshape(-1)
 
 
+#: Where a loss needs a scratch array beside the gradient, arrays of more than
+#: SMALL_ELEMENTS are processed in row blocks of about BLOCK_ELEMENTS: the
+#: scratch stays in cache and the peak memory is the gradient plus one block
+#: (1.00x the gradient at 32768x1000). Smaller arrays take one block: below
+#: that size the per-block Python calls cost more than the memory is worth.
+BLOCK_ELEMENTS = 1 << 16
+SMALL_ELEMENTS = 1 << 18
+
+
+def block_rows(d: Array) -> int:
+    """The rows of one block of ``d`` (all of them for a small or 1-d ``d``)."""
+    if d.ndim != 2 or d.size <= SMALL_ELEMENTS:
+        return max(1, d.shape[0])
+    return max(1, BLOCK_ELEMENTS // max(d.shape[1], 1))
+
+
+def row_blocks(d: Array, weights):
+    """``(rows, row weights)`` blocks of ``d``; one block of everything for weights that are
+    not one entry or row per row of ``d``."""
+    n = d.shape[0]
+    if d.ndim != 2 or (weights is not None and (weights.ndim == 0 or weights.shape[0] != n)):
+        yield slice(None), weights
+        return
+    step = block_rows(d)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        yield rows, None if weights is None else weights[rows]
+
+
+def scratch_for(xp, d: Array):
+    """One block's worth of scratch (:func:`block_view` fits it to a block)."""
+    if d.ndim != 2:
+        return xp.empty(d.shape, dtype=d.dtype)
+    return xp.empty((min(block_rows(d), d.shape[0]),) + d.shape[1:], dtype=d.dtype)
+
+
+def block_view(scratch: Array, block: Array) -> Array:
+    return scratch[: block.shape[0]] if block.ndim else scratch
+
+
 def half_squared_error(xp, guesses, targets, *, weights=None, divisor: float = 1, want_grad: bool = True) -> Result:
     """``f = 0.5 (g - t)^2``; gradient w.r.t. the guesses ``g - t``."""
     d = guesses - targets
@@ -61,9 +101,15 @@ def absolute_error(xp, guesses, targets, *, weights=None, divisor: float = 1, wa
     d = guesses - targets
     if not want_grad:
         return None, row_sum(xp.abs(d, out=d), weights)
-    grad = xp.sign(d)
-    per_example = row_dot(xp, grad, d, weights)
-    return scale_grad(grad, weights, divisor), per_example
+    # Block by block: sign(d) into a scratch, the row losses, then sign(d) over d.
+    per_example = xp.empty(d.shape[:1], dtype=d.dtype)
+    scratch = scratch_for(xp, d)
+    for rows, w in row_blocks(d, weights):
+        block = d[rows]
+        s = xp.sign(block, out=block_view(scratch, block))
+        per_example[rows] = row_dot(xp, s, block, w)
+        block[...] = s
+    return scale_grad(d, weights, divisor), per_example
 
 
 def huber_error(
@@ -78,10 +124,17 @@ def huber_error(
     d = guesses - targets
     # A delta beyond the dtype's range clips nothing: cap it (exact).
     delta = min(delta, float(numpy.finfo(d.dtype).max))
-    c = xp.clip(d, -delta, delta)
-    per_example = row_dot(xp, c, d, weights)
-    per_example -= 0.5 * row_dot(xp, c, c, weights)
-    grad = scale_grad(c, weights, divisor) if want_grad else None
+    # Block by block: c into a scratch, the row losses, then c over d (the gradient).
+    per_example = xp.empty(d.shape[:1], dtype=d.dtype)
+    scratch = scratch_for(xp, d)
+    for rows, w in row_blocks(d, weights):
+        block = d[rows]
+        c = xp.clip(block, -delta, delta, out=block_view(scratch, block))
+        loss = row_dot(xp, c, block, w)
+        loss -= 0.5 * row_dot(xp, c, c, w)
+        per_example[rows] = loss
+        block[...] = c
+    grad = scale_grad(d, weights, divisor) if want_grad else None
     return grad, per_example
 
 
@@ -98,11 +151,19 @@ def smooth_l1_error(
         return absolute_error(xp, guesses, targets, weights=weights, divisor=divisor, want_grad=want_grad)
     d = guesses - targets
     bound = min(beta, float(numpy.finfo(d.dtype).max))
-    c = xp.clip(d, -bound, bound)
-    u = xp.divide(c, beta)  # 0 where beta is beyond the dtype's range, as the exact value rounds
-    per_example = row_dot(xp, u, d, weights)
-    per_example -= 0.5 * row_dot(xp, u, c, weights)
-    grad = scale_grad(u, weights, divisor) if want_grad else None
+    # Block by block: c and u into two scratches, the row losses, then u over d (the gradient).
+    per_example = xp.empty(d.shape[:1], dtype=d.dtype)
+    scratch_c, scratch_u = scratch_for(xp, d), scratch_for(xp, d)
+    for rows, w in row_blocks(d, weights):
+        block = d[rows]
+        c = xp.clip(block, -bound, bound, out=block_view(scratch_c, block))
+        # 0 where beta is beyond the dtype's range, as the exact value rounds
+        u = xp.divide(c, beta, out=block_view(scratch_u, block))
+        loss = row_dot(xp, u, block, w)
+        loss -= 0.5 * row_dot(xp, u, c, w)
+        per_example[rows] = loss
+        block[...] = u
+    grad = scale_grad(d, weights, divisor) if want_grad else None
     return grad, per_example
 
 
