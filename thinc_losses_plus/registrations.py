@@ -209,7 +209,7 @@ def configure_MultiMargin_v1(
     reduction: str = "examples",
     p: int = 1,
     margin: float = 1.0,
-    class_weights: Optional[Union[Dict[str, float], List[float]]] = None,
+    class_weights: ClassWeights = None,
     names: Optional[List[str]] = None,
     missing_value: Optional[Union[int, str]] = None,
 ) -> MultiMargin:
