@@ -18,8 +18,6 @@ logits and the softmax is computed stably inside.
 import math
 from typing import Optional, Sequence, Union
 
-import numpy
-
 from ._checks import call_error, check_bool, check_float, setting_error
 from ._core import ELEMENTS, EXAMPLES, WEIGHTS, LossCalculator
 from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype

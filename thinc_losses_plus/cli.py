@@ -23,7 +23,6 @@ nothing is written then).
 import argparse
 import os
 import sys
-import textwrap
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, List, Optional, TextIO
