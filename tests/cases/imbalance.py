@@ -14,6 +14,7 @@ import numpy
 from thinc.types import Ragged
 
 from battery import Case
+from cases.binary import logits_and_labels, probs_and_labels, probs_and_soft, vector, with_missing
 
 C = 5
 NAMES = ["ADJ", "NOUN", "VERB", "X"]
@@ -21,38 +22,6 @@ EPS = 1e-7  # the documented probability clip of the sigmoid family
 
 
 # Inputs -----------------------------------------------------------------------
-
-
-def probs_and_labels(rng, n, c=C):
-    return rng.uniform(0.05, 0.95, size=(n, c)), rng.integers(0, 2, size=(n, c)).astype("float64")
-
-
-def probs_and_soft(rng, n, c=C):
-    return rng.uniform(0.05, 0.95, size=(n, c)), rng.uniform(0.0, 1.0, size=(n, c))
-
-
-def logits_and_labels(rng, n, c=C):
-    return rng.normal(0.0, 3.0, size=(n, c)), rng.integers(0, 2, size=(n, c)).astype("float64")
-
-
-def with_missing(make):
-    def made(rng, n):
-        guesses, truths = make(rng, n)
-        truths = truths.copy()
-        truths[rng.uniform(size=truths.shape) < 0.25] = -1.0
-        return guesses, truths
-
-    return made
-
-
-def vector(make):
-    """One decision per example: guesses and truths of shape (N,)."""
-
-    def made(rng, n):
-        guesses, truths = make(rng, n, 1)
-        return guesses[:, 0], truths[:, 0]
-
-    return made
 
 
 def softmax_probs(rng, n, c=len(NAMES)):
