@@ -15,9 +15,10 @@ spacy = pytest.importorskip("spacy")
 
 from spacy.kb import InMemoryLookupKB  # noqa: E402
 from spacy.training import Example  # noqa: E402
-from thinc.api import Ops, fix_random_seed  # noqa: E402
+from thinc.api import fix_random_seed  # noqa: E402
 
-from thinc_losses_plus.output_layers import LOGISTIC, SOFTMAX, find_output_layer, output_kind  # noqa: E402
+from thinc_losses_plus.output_layers import LOGISTIC, SOFTMAX, output_kind  # noqa: E402
+from spacy_gradcheck import assert_finite_differences, spy_output_layer  # noqa: E402
 
 T2V = {
     "@architectures": "spacy.HashEmbedCNN.v2",
@@ -169,53 +170,6 @@ def test_singlelabel_negative_label_is_a_named_column():
 
 
 # Finite differences through the real model ------------------------------------------------
-
-
-def spy_output_layer(component, forward_input, get_loss):
-    """Run a real update; return the output layer, its input X and the dL/dX its backprop passed."""
-    layer = find_output_layer(component.model)
-    forward, seen = layer._func, {}
-
-    def spy(model, X, is_train):
-        Y, backprop = forward(model, X, is_train)
-        seen["X"] = X
-
-        def spy_backprop(dY):
-            seen["dX"] = backprop(dY)
-            return seen["dX"]
-
-        return Y, spy_backprop
-
-    layer._func = spy
-    try:
-        scores, backprop = component.model.begin_update(forward_input)
-        backprop(get_loss(scores)[1])
-    finally:
-        layer._func = forward
-    return layer, seen["X"], seen["dX"]
-
-
-def assert_finite_differences(layer, X, dX, loss_of_Y, *, h=1e-5, rtol=2e-3):
-    layer64 = layer.copy()
-    layer64.ops = Ops(numpy)
-    for name in layer64.param_names:
-        layer64.set_param(name, layer64.get_param(name).astype("float64"))
-
-    def f(X):
-        return loss_of_Y(layer64._func(layer64, X, True)[0])
-
-    X64 = X.astype("float64")
-    rng = numpy.random.default_rng(0)
-    scale = max(float(numpy.abs(dX).max()), 1e-3)
-    for _ in range(3):
-        v = rng.standard_normal(X.shape)
-        numeric = (f(X64 + h * v) - f(X64 - h * v)) / (2 * h)
-        assert numeric == pytest.approx(float((dX * v).sum()), rel=rtol, abs=rtol * scale * X.size**0.5)
-    for index in zip(*(rng.integers(0, d, size=8) for d in X.shape)):
-        e = numpy.zeros(X.shape)
-        e[index] = h
-        numeric = (f(X64 + e) - f(X64 - e)) / (2 * h)
-        assert numeric == pytest.approx(float(dX[index]), rel=rtol, abs=rtol * scale)
 
 
 def loss(name, **settings):
