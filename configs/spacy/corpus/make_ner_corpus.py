@@ -8,18 +8,27 @@ dependency parse (heads and labels). The entity labels are imbalanced, and
 the rare ones are hard: their names are words the common labels use too,
 so only the context tells them apart.
 
-* ``PERSON`` (about 69 % of the mentions), ``CITY`` (about 25 %), ``ORG``
-  (about 5 %: company names that are also surnames, "works for Ford") and
-  ``PRODUCT`` (about 1.5 %: product names that are also first names or
+* ``PERSON`` (about 68 % of the mentions), ``CITY`` (about 25 %), ``ORG``
+  (about 7 %: company names that are also surnames, "works for Ford") and
+  ``PRODUCT`` (about 1 %: product names that are also first names or
   cities, "bought a Jordan"). In the contexts the rare labels share with
   the common ones ("works for Ford": a person or a company; "bought a
   Jordan from Dell": a product or a company) the names come from one pool
   whatever the label, so there the label is a matter of odds: a loss that
   follows the majority never predicts the rare label there;
 * ``doc.cats``: an exclusive topic, the kind of the document's first
-  sentence (MEETING about 56 %, TRAVEL 26 %, WORK 11 %, SHOPPING 7 %); two
-  documents in three have a second sentence, often of another kind, so a
-  bag of words cannot tell the topic and the rare topics suffer most;
+  sentence (MEETING about 52 %, TRAVEL 27 %, WORK 10 %, SHOPPING 6 %),
+  or the rare topic SUPPORT (about 4 %: help-desk notes), whose documents
+  read exactly like meeting notes ("Kenji helped Sam today."). Its only
+  cue is the verb of the first sentence, "helped" (or, rarely, "called"),
+  and ordinary meetings use these verbs too: with the cue a note is
+  SUPPORT three times in ten (one in twenty with "called"), MEETING
+  otherwise, so a loss that follows the majority says MEETING and never
+  predicts SUPPORT. Two documents in three have a second sentence, often
+  of another kind, so a bag of words cannot tell the topic. The topics
+  are drawn from a generator of their own, seeded from the sentences'
+  generator without drawing from it: the sentences and entities do not
+  depend on the topics;
 * one or two sentences per document.
 
 It writes ``ner_train.spacy`` and ``ner_dev.spacy`` next to this file.
@@ -84,6 +93,20 @@ def entity_words(rng: random.Random, slot) -> Tuple[List[str], str]:
 #: sentence; a second sentence may be of another kind, so words alone mislead.
 TOPICS = ["MEETING", "TRAVEL", "MEETING", "WORK", "SHOPPING"]
 
+#: The rare topic: help-desk notes, which read like meeting notes. Given the
+#: verb of a MEETING first sentence, the odds that the note is SUPPORT: a
+#: weak, shared cue (meetings "help" and "call" too), a matter of odds.
+SUPPORT = "SUPPORT"
+SUPPORT_ODDS = {"helped": 0.3, "called": 0.05}
+LABELS = list(dict.fromkeys(TOPICS)) + [SUPPORT]
+
+
+def topic_of(rng: random.Random, topic: str, verb: str) -> str:
+    """The document's topic: its first sentence's kind, or SUPPORT with the odds of the verb."""
+    if topic == "MEETING" and rng.random() < SUPPORT_ODDS.get(verb, 0.0):
+        return SUPPORT
+    return topic
+
 
 def sentence(rng: random.Random):
     """Words, heads (absolute, within the sentence), deps, entity spans and topic of one sentence."""
@@ -115,7 +138,7 @@ def document(rng: random.Random):
     words, heads, deps, ents, spaces, sent_starts, topics = [], [], [], [], [], [], []
     for _ in range(rng.choice([1, 2, 2])):
         w, h, d, s, topic = sentence(rng)
-        topics.append(topic)
+        topics.append((topic, w[d.index("ROOT")]))
         offset = len(words)
         words.extend(w)
         heads.extend(offset + x for x in h)
@@ -130,12 +153,17 @@ def document(rng: random.Random):
 def to_docs(vocab, n: int, rng: random.Random):
     from spacy.tokens import Doc, Span
 
+    # The topics' own generator, seeded from the state of ``rng`` (a string
+    # seed is hashed with SHA-512: the same in every Python 3) without
+    # drawing from it.
+    topic_rng = random.Random(repr(rng.getstate()))
     docs = []
     for _ in range(n):
-        annotation, ents, topic = document(rng)
+        annotation, ents, (topic, verb) = document(rng)
+        topic = topic_of(topic_rng, topic, verb)
         doc = Doc(vocab, **annotation)
         doc.ents = [Span(doc, a, b, label=label) for a, b, label in ents]
-        doc.cats = {name: float(name == topic) for name in dict.fromkeys(TOPICS)}
+        doc.cats = {name: float(name == topic) for name in LABELS}
         docs.append(doc)
     return docs
 
