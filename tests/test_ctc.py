@@ -598,3 +598,85 @@ def test_logits_too_wide_for_log_space_are_refused(xp):
     z = xp.asarray(numpy.random.default_rng(20).normal(size=(12, 4)).astype("float32") * 1e30)
     with pytest.raises(ValueError, match=r"Cannot calculate CTC: 'guesses' are logits spanning .* over 12 steps, too wide"):
         CTC(from_logits=True)([z], [[1, 2]])
+
+
+# The batched recursion ------------------------------------------------------------
+
+
+def ragged_batch(rng, *, n_classes, blank, max_t=30, max_len=12):
+    """Random lengths (1..max_t steps), labels of 0..max_len labels with adjacent repeats, some infeasible."""
+    logits, labels = [], []
+    for _ in range(int(rng.integers(1, 9))):
+        t = int(rng.integers(1, max_t + 1))
+        others = [c for c in range(n_classes) if c != blank]
+        seq = [int(c) for c in rng.choice(others, size=int(rng.integers(0, max_len + 1)))]
+        if len(seq) > 1 and rng.random() < 0.5:
+            seq[1] = seq[0]  # an adjacent repeat: needs a blank between
+        logits.append(rng.normal(scale=float(rng.choice([0.5, 2.0, 6.0])), size=(t, n_classes)))
+        labels.append(seq)
+    return logits, labels
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_ragged_batches_match_torch(seed):
+    """Every lattice row, running range and direction: batches of mixed lengths against PyTorch."""
+    rng = numpy.random.default_rng(100 + seed)
+    n_classes = int(rng.integers(2, 9))
+    blank = int(rng.integers(0, n_classes))
+    logits, labels = ragged_batch(rng, n_classes=n_classes, blank=blank)
+    from_logits, normalize = bool(seed % 2), bool(seed % 3)
+    loss_calc = CTC(blank=blank, zero_infinity=True, from_logits=from_logits, normalize=normalize)
+    grads, loss = loss_calc(as_guesses(numpy, logits, from_logits), labels)
+    reduction = "mean" if normalize else "sum"
+    expected_loss, expected_grads = torch_ctc(logits, labels, blank=blank, reduction=reduction, zero_infinity=True)
+    assert loss == pytest.approx(expected_loss, rel=1e-10, abs=1e-12)
+    for g, e in zip(grads, expected_grads, strict=True):
+        numpy.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_narrow_logit_range_takes_the_fast_path_with_the_same_numbers(dtype):
+    """A known logit range replaces each row's maximum and the per-step maximum by one number each."""
+    from thinc_losses_plus.functional.ctc import ctc_loss
+
+    rng = numpy.random.default_rng(21)
+    for scale in (0.5, 3.0, 40.0, 1e3):  # narrow, narrow, wide for float32, wide
+        logits, labels = ragged_batch(rng, n_classes=6, blank=0, max_t=40)
+        labels = [numpy.asarray(seq, dtype="int64") for seq in labels]
+        z = numpy.concatenate(logits).astype(dtype) * scale
+        steps = [len(x) for x in logits]
+        plain = ctc_loss(numpy, z, labels, steps, from_logits=True)
+        fast = ctc_loss(numpy, z, labels, steps, from_logits=True, logit_range=(float(z.min()), float(z.max())))
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        finite = numpy.isfinite(plain[1])
+        numpy.testing.assert_array_equal(finite, numpy.isfinite(fast[1]))
+        numpy.testing.assert_allclose(fast[1][finite], plain[1][finite], rtol=tol)
+        numpy.testing.assert_allclose(fast[0], plain[0], rtol=tol * 10, atol=tol * 10)
+
+
+def test_loss_only_runs_alpha_and_agrees():
+    from thinc_losses_plus.functional.ctc import ctc_loss
+
+    rng = numpy.random.default_rng(22)
+    logits, labels = ragged_batch(rng, n_classes=5, blank=2)
+    labels = [numpy.asarray(seq, dtype="int64") for seq in labels]
+    z, steps = numpy.concatenate(logits), [len(x) for x in logits]
+    _, with_grad = ctc_loss(numpy, z, labels, steps, blank=2, from_logits=True)
+    none, only = ctc_loss(numpy, z, labels, steps, blank=2, from_logits=True, want_grad=False)
+    assert none is None
+    numpy.testing.assert_allclose(only, with_grad, rtol=1e-12)
+
+
+def test_long_sequences_with_wide_logits_use_the_per_step_maximum():
+    """T^2 times the logit range past the rounding bound: normalised by each step's best state."""
+    from thinc_losses_plus.functional.ctc import _bounded_log_values
+
+    assert _bounded_log_values("float32", 200, 30.0) and not _bounded_log_values("float32", 2000, 30.0)
+    assert not _bounded_log_values("float64", 10, None)
+    rng = numpy.random.default_rng(23)
+    z = rng.normal(scale=300.0, size=(400, 4))
+    labels = [[1, 2, 3, 1] * 10]
+    grads, loss = CTC(from_logits=True, normalize=False)([z.astype("float32")], labels)
+    expected_loss, expected_grads = torch_ctc([z.astype("float32").astype("float64")], labels, reduction="sum")
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    numpy.testing.assert_allclose(grads[0], expected_grads[0], atol=2e-3)

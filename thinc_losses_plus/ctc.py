@@ -168,14 +168,17 @@ class CTC(LossCalculator):
         batch = as_compute_dtype(xp.concatenate(guesses))
         checks = Checks(self.name, xp)
         if self.from_logits and batch.size:
-            # The logits' range (in float64: no overflow), finite exactly when every logit is.
-            checks.request(batch.max().astype("float64") - batch.min().astype("float64"))
+            # The logits' range, finite exactly when every logit is (the maths uses it too).
+            checks.request(batch.min())
+            checks.request(batch.max())
         elif not self.from_logits:
             check_distributions(checks, "guesses", batch, hint=PROBABILITIES_HINT, dtype=first.dtype)
         weights = prepare_sample_weight(self.name, sample_weight, (n_seq, 1), xp, batch.dtype, checks)
         values = checks.run()  # the one transfer of the call
+        logit_range = None
         if values:
-            self._check_logit_span(values[0], max(n_steps))
+            logit_range = (values[0], values[1])
+            self._check_logit_span(values[1] - values[0], max(n_steps))
         label_lengths = numpy.asarray([x.shape[0] for x in labels], dtype="float64")
         # normalize: PyTorch's "mean", each loss divided by its label length, then by N.
         divisor = numpy.maximum(label_lengths, 1.0) * float(n_seq) if self.normalize else None
@@ -187,7 +190,7 @@ class CTC(LossCalculator):
                 scale = weights[:, 0] if scale is None else scale * weights[:, 0]
         grad, losses = ctc_loss(
             xp, batch, labels, n_steps, blank=self.blank, from_logits=self.from_logits,
-            scale=scale, want_grad=want_grad, overwrite=True,
+            scale=scale, want_grad=want_grad, overwrite=True, logit_range=logit_range,
         )
         if not feasible.all():  # zero_infinity: impossible alignments count 0
             losses = xp.where(xp.asarray(feasible), losses, 0.0).astype(batch.dtype, copy=False)
@@ -216,8 +219,11 @@ class CTC(LossCalculator):
 
     def _label_sequences(self, truths, n_classes: int) -> List[numpy.ndarray]:
         """Each label sequence as a host int64 array, validated (range, blank)."""
-        labels = [self._strip_padding(i, self.labels.sequence_indices(i, seq, n_classes)) for i, seq in enumerate(truths)]
+        labels = [self.labels.sequence_indices(i, seq, n_classes) for i, seq in enumerate(truths)]
         flat = numpy.concatenate(labels) if labels else numpy.zeros((0,), dtype="int64")
+        if (flat == -1).any():  # one test for the whole batch; strip only when some sequence is padded
+            labels = [self._strip_padding(i, x) for i, x in enumerate(labels)]
+            flat = numpy.concatenate(labels)
         bad = (flat < 0) | (flat >= n_classes) | (flat == self.blank)
         if bad.any():
             k = int(numpy.argmax(bad))
