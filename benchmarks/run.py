@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from harness import best_time, gradient_bytes, peak_memory  # noqa: E402
+from spacy_overhead import kept_section  # noqa: E402  (the section spacy_overhead.py writes)
 
 THREADS = 1
 
@@ -191,6 +192,7 @@ def main(argv=None):
         (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
         doc = HERE.parent / "docs" / "benchmarks.md"
         doc.parent.mkdir(exist_ok=True)
+        kept = kept_section(doc.read_text()) if doc.exists() else ""
         doc.write_text(
             "# Benchmarks\n\n"
             "Written by `python benchmarks/run.py` (do not edit by hand). All comparisons of a row\n"
@@ -198,6 +200,7 @@ def main(argv=None):
             "Times are the best of 5 rounds per call; numpy's BLAS/OpenMP pools (threadpoolctl) and\n"
             "torch are pinned to one thread each.\n\n" + COLUMNS +
             f"\nMachine: {machine}.\n\n" + text + "\n\n![ratios](benchmarks.png)\n"
+            + (f"\n{kept}\n" if kept else "")
         )
         import chart  # matplotlib: the `docs` extra
 

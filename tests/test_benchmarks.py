@@ -57,3 +57,44 @@ def test_table_says_what_each_side_computes():
     row = {"name": "A.v1", "case": "8x2", "label": "thinc v3", "computes": "gradient only", "seconds": 1e-3,
            "ratio": 0.5, "target": 1.0, "met": True}
     assert "| thinc v3 | gradient only | 1.000 ms | 0.500 | <= 1 | yes |" in table([row])
+
+
+# The spaCy overhead benchmark (benchmarks/spacy_overhead.py): its machinery runs, untimed ----------
+
+
+@pytest.mark.parametrize("base", ["textcat", "ner"])  # get_loss replayed; get_batch_loss summed over an update
+def test_spacy_overhead_machinery_runs_one_step(base):
+    pytest.importorskip("spacy")
+    import spacy_overhead
+
+    case = next(c for c in spacy_overhead.CASES if c.base == base)
+    row = spacy_overhead.measure(case, n_docs=12, batch=4, steps=1, rounds=1, min_time=0.0)
+    assert row["component"] == f"{base}_with_loss" and row["balanced ratio"] is not None
+    assert row["calculator"] > 0 and row["get_loss twin"] > 0 and row["get_loss built-in"] > 0
+    text = spacy_overhead.section([row], "a test machine")
+    assert text.startswith(spacy_overhead.START) and text.endswith(spacy_overhead.END)
+    assert f"| {base}_with_loss" in text
+
+
+def test_spacy_overhead_section_replaces_its_markers_and_run_py_keeps_it(tmp_path, monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    import types
+
+    import run
+    import spacy_overhead
+
+    bench, doc = tmp_path / "benchmarks", tmp_path / "docs" / "benchmarks.md"
+    bench.mkdir()
+    doc.parent.mkdir()
+    doc.write_text("# Benchmarks\n\nold table\n")
+    spacy_overhead.write(f"{spacy_overhead.START}\nfirst\n{spacy_overhead.END}", doc)
+    spacy_overhead.write(f"{spacy_overhead.START}\nspaCy rows\n{spacy_overhead.END}", doc)
+    assert doc.read_text().count(spacy_overhead.START) == 1 and "first" not in doc.read_text()
+    # run.py rewrites the file (here with no entries) and keeps the marked section
+    monkeypatch.setattr(run, "HERE", bench)
+    monkeypatch.setattr(run, "load_entries", lambda: [])
+    monkeypatch.setitem(sys.modules, "chart", types.SimpleNamespace(draw=lambda rows, path: None))
+    run.main([])
+    text = doc.read_text()
+    assert "old table" not in text and "Written by `python benchmarks/run.py`" in text
+    assert text.count(spacy_overhead.START) == 1 and "spaCy rows" in text

@@ -23,7 +23,12 @@ morphologizer's ``label_smoothing``) are passed on to the loss when the loss
 block leaves them at their defaults; when both set them, the loss block wins
 and a one-line warning names the key to delete from the component's block.
 The text classifiers report a loss with ``normalize = false`` per document
-(spaCy's #9904); the gradient is the loss's own.
+(spaCy's #9904); the gradient is the loss's own. The token classifiers hand
+their labels, negative ones (the tagger's ``"!NN"``) included, to the
+sequence cross-entropy and to every loss that takes labels
+(``takes_labels``: the sparse cross-entropy, focal loss, the generalized
+cross-entropy, MultiMargin); any other loss gets one-hot rows and refuses
+negative labels.
 
 Whatever the model's output layer, the gradient handed to it is the
 correct one for the configured loss (see :mod:`thinc_losses_plus.output_layers`);
@@ -45,6 +50,7 @@ carries over unless the block sets it.
 from collections import Counter
 from typing import Callable, List, Optional
 
+import numpy
 from spacy.language import Language
 from spacy.morphology import Morphology
 from spacy.pipeline import (
@@ -85,25 +91,39 @@ class _TextcatLoss(_WithLoss):
     report_per_example = True
 
     def _format_problem(self, loss) -> Optional[str]:
-        if truth_format(loss) == SEQUENCE:
+        if truth_format(loss, rows=True) == SEQUENCE:
             return "it scores token sequences; use SparseCategoricalCrossentropy.v4 or CategoricalCrossentropy.v4"
         return None
 
     def _loss_and_grad(self, loss, examples, scores):
-        truths, not_missing = self._examples_to_truth(examples)
-        xp = self.model.ops.xp
-        not_missing = self.model.ops.asarray(not_missing)
-        if truth_format(loss) == LABELS:
-            return call_loss(loss, scores, self._labels_of(truths, not_missing), None, self.name)
-        weight = None if bool(not_missing.all()) else not_missing
+        # The truths and masks are built and checked on the host: no device round trip per check.
+        truths, known = self._truth_rows(examples)
+        if truth_format(loss, rows=True) == LABELS:
+            return call_loss(loss, scores, self._labels_of(truths, known), None, self.name)
+        weight = known
         if is_softmax_family(loss):
             # A doc with no positive label has no target distribution: mask it.
             empty = truths.sum(axis=1) == 0
-            if bool(empty.any()):
-                truths = xp.where(empty[:, None], 1.0 / truths.shape[1], truths).astype(truths.dtype)
-                keep = xp.where(empty[:, None], 0.0, 1.0).astype(truths.dtype)
+            if empty.any():
+                truths = numpy.where(empty[:, None], numpy.float32(1.0 / truths.shape[1]), truths)
+                keep = (~empty[:, None]).astype(truths.dtype)
                 weight = keep if weight is None else weight * keep
-        return call_loss(loss, scores, truths, weight, self.name)
+        ops = self.model.ops
+        return call_loss(loss, scores, ops.asarray(truths), None if weight is None else ops.asarray(weight), self.name)
+
+    def _truth_rows(self, examples):
+        """spaCy's truth rows (``_examples_to_truth``), and which entries are annotated (None: all),
+        as host arrays. Each doc's ``cats`` is read once (spaCy reads it once per label)."""
+        labels = self.labels
+        cats = [eg.reference.cats for eg in examples]
+        shape = (len(cats), len(labels))
+        truths = numpy.array([c.get(label, 0.0) for c in cats for label in labels], dtype="f").reshape(shape)
+        known = None
+        if self.support_missing_values:
+            known = numpy.array([label in c for c in cats for label in labels], dtype="f").reshape(shape)
+            if known.all():
+                known = None
+        return truths, known
 
     def _class_counts(self, get_examples):
         """Documents per label: a document counts for each category it is annotated positive for."""
@@ -113,17 +133,28 @@ class _TextcatLoss(_WithLoss):
             counts.update(label for label, value in eg.reference.cats.items() if value == 1.0 and label in labels)
         return counts, "documents"
 
-    def _labels_of(self, truths, not_missing) -> List[Optional[str]]:
-        labels = []
-        for row, known in zip(truths.tolist(), not_missing.tolist()):
-            hot = [self.labels[j] for j, value in enumerate(row) if value == 1.0 and known[j]]
-            if len(hot) > 1:
-                raise ValueError(
-                    f"Cannot calculate the loss of '{self.name}': a doc has several positive labels {hot}, "
-                    "but the loss takes one label per doc; use BinaryCrossentropy.v1"
-                )
-            labels.append(hot[0] if hot else None)
-        return labels
+    def _labels_of(self, truths, known) -> List[Optional[str]]:
+        """One label per doc (None: no positive label) from host truth rows."""
+        annotated = numpy.ones(truths.shape, dtype=bool) if known is None else known > 0
+        hot = (truths == 1.0) & annotated
+        soft = (truths != 0.0) & ~hot & annotated
+        if soft.any():
+            i, j = (int(k[0]) for k in numpy.nonzero(soft))
+            raise ValueError(
+                f"Cannot calculate the loss of '{self.name}': a doc's label {self.labels[j]!r} is "
+                f"{float(truths[i, j])!r}, but the loss takes one label per doc (values 0 and 1); "
+                "use CategoricalCrossentropy.v4 for target distributions"
+            )
+        n_hot = hot.sum(axis=1)
+        if (n_hot > 1).any():
+            i = int(numpy.flatnonzero(n_hot > 1)[0])
+            several = [self.labels[j] for j in numpy.flatnonzero(hot[i]).tolist()]
+            raise ValueError(
+                f"Cannot calculate the loss of '{self.name}': a doc has several positive labels {several}, "
+                "but the loss takes one label per doc; use BinaryCrossentropy.v1"
+            )
+        labels = self.labels
+        return [labels[j] if h else None for j, h in zip(hot.argmax(axis=1).tolist(), n_hot.tolist())]
 
 
 class _TokenLoss(_WithLoss):
@@ -190,7 +221,8 @@ class _TokenLoss(_WithLoss):
             else:
                 raise ValueError(
                     f"Cannot calculate the loss of '{self.name}': the label {label!r} is not one of its labels "
-                    f"(negative labels need a loss that takes label lists, such as SequenceCategoricalCrossentropy.v4)"
+                    f"(negative labels need a loss that takes labels, such as SequenceCategoricalCrossentropy.v4 or "
+                    "CategoricalFocalCrossentropy.v1)"
                 )
         if rows:
             target[xp.asarray(rows), xp.asarray(cols)] = 1.0

@@ -19,7 +19,7 @@ from spacy.training import validate_examples
 from thinc import loss as thinc_loss
 from thinc.loss import Loss
 
-from . import LossCalculator, SequenceCategoricalCrossentropy, SparseCategoricalCrossentropy, WeightedSum
+from . import LossCalculator, MultiMargin, SequenceCategoricalCrossentropy, SparseCategoricalCrossentropy, WeightedSum
 from .output_layers import adapt_gradient, gradient_target, output_kind, pairing_problem
 
 try:  # spaCy >= 3.8.5 registers its built-in factories on demand
@@ -62,13 +62,27 @@ def _factory(name: str, extends: str):
     )
 
 
-def truth_format(loss) -> str:
-    """How a loss takes its truths: per-sequence label lists, a flat label list, or dense rows."""
+def truth_format(loss, *, rows: bool = False) -> str:
+    """How a loss takes its truths: per-sequence label lists, a flat label list, or dense rows.
+
+    A loss that takes labels (``takes_labels``: names, ``missing_value``,
+    ``neg_prefix``) gets a flat label list, the only form in which a token's
+    negative label ("!NN") reaches it. ``rows``: the component's truths are
+    target rows (doc and span classifiers, whose annotation may be soft), so
+    a loss that takes target rows too gets the rows.
+    """
     if isinstance(loss, (SequenceCategoricalCrossentropy, thinc_loss.SequenceCategoricalCrossentropy)):
         return SEQUENCE
     if isinstance(loss, (SparseCategoricalCrossentropy, thinc_loss.CategoricalCrossentropy)):
         return LABELS
+    if getattr(loss, "takes_labels", False) and not (rows and takes_target_rows(loss)):
+        return LABELS
     return DENSE
+
+
+def takes_target_rows(loss) -> bool:
+    """Whether ``loss`` takes dense target rows (float arrays of the guesses' shape) as truths."""
+    return not isinstance(loss, (SparseCategoricalCrossentropy, MultiMargin))
 
 
 def loss_label(loss) -> str:
@@ -197,7 +211,10 @@ class _WithLoss:
         return list(self.labels)
 
     def _binding_key(self):
-        return (tuple(self.labels), repr(sorted(self.cfg.get(CFG_WEIGHTS, {}).items())))
+        """What the bound loss depends on: the labels, and the stored class weights (compared by
+        identity: ``cfg`` gets a new object whenever they are counted or loaded; the key holds it,
+        so its identity cannot pass to another object)."""
+        return tuple(self.labels), self.cfg.get(CFG_WEIGHTS)
 
     def _bind_loss(self) -> None:
         """Set ``self.loss`` to the configured loss with labels and stored class weights bound."""
@@ -233,7 +250,7 @@ class _WithLoss:
 
     def _bound_loss(self):
         key = self._binding_key()
-        if self._bound is None or self._bound[0] != key:
+        if self._bound is None or self._bound[0][1] is not key[1] or self._bound[0][0] != key[0]:
             kind = self._check_loss()
             self._bind_loss()
             self._bound = (key, loss_parts(self.loss), kind)

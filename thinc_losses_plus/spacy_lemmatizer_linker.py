@@ -96,7 +96,7 @@ class EntityLinkerWithLoss(_WithLoss, EntityLinker):
         self._bind_loss()
 
     def _format_problem(self, loss) -> Optional[str]:
-        if is_softmax_family(loss) or truth_format(loss) != DENSE:
+        if is_softmax_family(loss) or truth_format(loss, rows=True) != DENSE:
             return (
                 "it compares sentence encodings with knowledge-base vectors; use a loss between vectors, "
                 "such as CosineDistance.v2 or L2Distance.v2"

@@ -61,7 +61,7 @@ class SpanCategorizerWithLoss(_WithLoss, SpanCategorizer):
         return labels + [NEGATIVE_LABEL]
 
     def _format_problem(self, loss) -> Optional[str]:
-        if truth_format(loss) == SEQUENCE:
+        if truth_format(loss, rows=True) == SEQUENCE:
             return "it scores token sequences; use a loss over rows, such as CategoricalCrossentropy.v4"
         return None
 
@@ -80,57 +80,62 @@ class SpanCategorizerWithLoss(_WithLoss, SpanCategorizer):
         if negative is not None and neg_weight is not None and neg_weight != 1.0 and negative.any():
             row_weight = numpy.ones((scores.shape[0], 1), dtype=scores.dtype)
             row_weight[negative] = neg_weight
-        target = ops.asarray(target, dtype="f")
+        # The targets and masks are built and checked on the host: no device round trip per check.
+        target = target.astype("f", copy=False)
+        empty = target.sum(axis=1) == 0
+        masked_target = masked_keep = None
+        if empty.any():  # for softmax losses: a span without any label has no target distribution
+            masked_target = numpy.where(empty[:, None], numpy.float32(1.0 / target.shape[1]), target)
+            masked_keep = (~empty[:, None]).astype(target.dtype)
+        device_target = ops.asarray(target)
 
         def loss_and_grad(loss):
-            weight = None if row_weight is None else ops.asarray(row_weight)
-            if truth_format(loss) == LABELS:
-                return self._call_sparse(loss, scores, target, weight)
-            truths = target
-            if is_softmax_family(loss):  # a span without any label has no target distribution: masked
-                empty = ops.xp.asarray(target.sum(axis=1) == 0)
-                if bool(empty.any()):
-                    truths = ops.xp.where(empty[:, None], 1.0 / target.shape[1], target).astype(target.dtype)
-                    keep = ops.xp.where(empty[:, None], 0.0, 1.0).astype(target.dtype)
-                    weight = keep if weight is None else weight * keep
-            return call_loss(loss, scores, truths, weight, self.name)
+            weight = row_weight
+            if truth_format(loss, rows=True) == LABELS:
+                return self._call_sparse(loss, scores, target, None if weight is None else ops.asarray(weight))
+            truths = device_target
+            if is_softmax_family(loss) and masked_target is not None:
+                truths = ops.asarray(masked_target)
+                weight = masked_keep if weight is None else weight * masked_keep
+            return call_loss(loss, scores, truths, None if weight is None else ops.asarray(weight), self.name)
 
         return self._sum_parts(scores, loss_and_grad)
 
     def _call_sparse(self, loss, scores, target, weight):
+        """The loss of one label per span (None: no gold label) from the host target rows."""
         names = self._loss_names()
-        labels = []
-        for row in target.tolist():
-            hot = [names[j] for j, value in enumerate(row) if value == 1.0]
-            if len(hot) > 1:
-                raise ValueError(
-                    f"Cannot calculate the loss of '{self.name}': a span has several gold labels {hot}, "
-                    "but the loss takes one label per span; use BinaryCrossentropy.v1"
-                )
-            labels.append(hot[0] if hot else None)
+        hot = target == 1.0
+        n_hot = hot.sum(axis=1)
+        if (n_hot > 1).any():
+            several = [names[j] for j in numpy.flatnonzero(hot[int(numpy.flatnonzero(n_hot > 1)[0])]).tolist()]
+            raise ValueError(
+                f"Cannot calculate the loss of '{self.name}': a span has several gold labels {several}, "
+                "but the loss takes one label per span; use BinaryCrossentropy.v1"
+            )
+        labels = [names[j] if h else None for j, h in zip(hot.argmax(axis=1).tolist(), n_hot.tolist())]
         if weight is not None and hasattr(weight, "reshape"):
             weight = weight.reshape(-1)
         return call_loss(loss, scores, labels, weight, self.name)
 
     def _targets(self, examples, spans: Ragged, scores):
         """spaCy's target rows (a numpy array), and which rows are negative spans (or None)."""
-        spans = Ragged(self.model.ops.to_numpy(spans.data), self.model.ops.to_numpy(spans.lengths))
+        # (start, end) of every suggested span, as Python ints, in one transfer and one conversion
+        starts_ends = list(map(tuple, self.model.ops.to_numpy(spans.data).reshape(-1, 2).tolist()))
+        lengths = self.model.ops.to_numpy(spans.lengths).tolist()
         target = numpy.zeros(scores.shape, dtype=scores.dtype)
         negative = numpy.ones((scores.shape[0],), dtype=bool) if self.add_negative_label else None
         offset = 0
         label_map = self._label_map
-        for i, eg in enumerate(examples):
-            spans_index = {}
-            spans_i = spans[i].dataXd
-            for j in range(spans.lengths[i]):
-                spans_index[(int(spans_i[j, 0]), int(spans_i[j, 1]))] = offset + j
+        for eg, length in zip(examples, lengths):
+            # (start, end) -> its row (the last one, as spaCy's, if a span is suggested twice)
+            spans_index = dict(zip(starts_ends[offset : offset + length], range(offset, offset + length)))
             for gold_span in self._get_aligned_spans(eg):
                 row = spans_index.get((gold_span.start, gold_span.end))
                 if row is not None:
                     target[row, label_map[gold_span.label_]] = 1.0
                     if negative is not None:
                         negative[row] = False
-            offset += spans.lengths[i]
+            offset += length
         if negative is not None:
             target[negative, self._negative_label_i] = 1.0
         return target, negative
@@ -161,7 +166,7 @@ class SpanFinderWithLoss(_WithLoss, SpanFinder):
         return ["start", "end"]
 
     def _format_problem(self, loss) -> Optional[str]:
-        if truth_format(loss) != DENSE:
+        if truth_format(loss, rows=True) != DENSE:
             return "it scores each token's start and end as two independent columns; use a dense loss such as BinaryCrossentropy.v1"
         return None
 
