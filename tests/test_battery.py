@@ -114,6 +114,43 @@ def test_per_example_losses_sum_to_loss(case, xp):
     numpy.testing.assert_allclose(values.sum(), loss_calc.get_loss(guesses, truths), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_per_element_losses(case, xp):
+    """PyTorch's ``reduction="none"``: for elementwise losses one term per element of the
+    guesses, summing over each row to its per-example loss, 0 where masked or weighted 0;
+    for the others the per-example losses. Unnormalised, and the inputs are never changed."""
+    guesses, truths = inputs(case, xp)
+    loss_calc = case.build(normalize=False)
+    before = snapshot(guesses), snapshot(truths)
+    per_element = loss_calc.get_loss_per_element(guesses, truths)
+    assert same(snapshot(guesses), before[0]) and same(snapshot(truths), before[1])
+    assert same(snapshot(case.build().get_loss_per_element(guesses, truths)), snapshot(per_element))
+    per_example = loss_calc.get_loss_per_example(guesses, truths)
+    if not loss_calc.elementwise:
+        assert same(snapshot(per_element), snapshot(per_example))
+        return
+    first = leaves(guesses)[0]
+    assert type(per_element) is type(first) and per_element.shape == first.shape
+    assert per_element.dtype == per_example.dtype
+    values = to_numpy(per_element).astype("float64")
+    rows = values.reshape(case.n, -1).sum(axis=1)
+    numpy.testing.assert_allclose(rows, per_example_array(per_example), rtol=1e-10, atol=1e-12)
+    missing = case.settings.get("missing_value")
+    if missing is not None and getattr(truths, "shape", None) == first.shape:
+        masked = to_numpy(truths) == missing
+        assert masked.any() and (values[masked] == 0).all()
+    if case.weightable:
+        mask = numpy.random.default_rng(7).uniform(size=first.shape) < 0.5
+        weighted = loss_calc.get_loss_per_element(guesses, truths, sample_weight=xp.asarray(mask.astype("float64")))
+        weighted = to_numpy(weighted).astype("float64")
+        assert (weighted[~mask] == 0).all()
+        numpy.testing.assert_allclose(weighted, values * mask, rtol=1e-12, atol=1e-300)
+        rows_weights = numpy.random.default_rng(8).uniform(0.0, 2.0, size=case.n)
+        by_row = loss_calc.get_loss_per_element(guesses, truths, sample_weight=xp.asarray(rows_weights))
+        expected = values * rows_weights.reshape((-1,) + (1,) * (values.ndim - 1))
+        numpy.testing.assert_allclose(to_numpy(by_row).astype("float64"), expected, rtol=1e-12, atol=1e-300)
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c.weightable], ids=[c.key for c in CASES if c.weightable])
 def test_sample_weight(case, xp):
     guesses, truths = inputs(case, xp)

@@ -61,6 +61,8 @@ ELEMENTWISE = [
         lambda g, t: F.binary_cross_entropy_with_logits(g, t, reduction="mean"),
     ),
     ("PoissonNLL.v1", {}, (RATES, COUNTS), lambda g, t: F.poisson_nll_loss(g, t, log_input=False, reduction="mean")),
+    ("Hinge.v1", {}, (X, 2 * B - 1), lambda g, t: torch.clamp(1.0 - t * g, min=0).mean()),
+    ("SquaredHinge.v1", {}, (X, 2 * B - 1), lambda g, t: (torch.clamp(1.0 - t * g, min=0) ** 2).mean()),
     (
         "KLDivergence.v1",
         {"from_logits": True},

@@ -12,7 +12,9 @@ all four through one public hook, :meth:`LossCalculator.evaluate`, which
 returns an :class:`Evaluation`: the gradient (already divided), the
 unnormalised per-example losses and the divisor of each example. The
 reported loss is always ``sum_i per_example[i] / divisor[i]``, reduced in
-float64 with a single device-to-host transfer.
+float64 with a single device-to-host transfer. ``get_loss_per_element``
+(PyTorch's ``reduction="none"``) goes through
+:meth:`LossCalculator.evaluate_per_element`, which asks :meth:`evaluate` too.
 
 Most calculators implement only :meth:`LossCalculator.compute`; the base
 counts the examples (rows, or sequences of a ``Ragged``), derives the
@@ -111,12 +113,23 @@ class LossCalculator(Loss):
     guesses, whose examples (for ``normalize``) are the sequences, and
     ``softmax_family = True`` when, given probabilities, the gradient is
     taken with respect to the logits (what Thinc's ``Softmax`` layer expects).
+
+    Unreduced losses, PyTorch's ``reduction="none"``:
+    :meth:`get_loss_per_example` gives one loss per example (row, or
+    sequence), :meth:`get_loss_per_element` one per loss term: the
+    guesses' shape for an :attr:`elementwise` calculator, whose entries sum
+    over each row to that row's per-example loss; for any other calculator
+    it is the per-example loss, as PyTorch's ``cross_entropy(...,
+    reduction="none")`` gives ``(N,)``. Neither is divided by ``normalize``;
+    both are times ``weight`` and ``sample_weight``, and 0 where masked.
     """
 
     name: ClassVar[str] = "LossCalculator"
     accepts_ragged: ClassVar[bool] = False
     #: Scores softmax outputs; given probabilities, the gradient is w.r.t. the logits.
     softmax_family: ClassVar[bool] = False
+    #: Takes truths as a list of labels (names, ``missing_value``, ``neg_prefix``): spaCy's token classifiers pass them.
+    takes_labels: ClassVar[bool] = False
     #: One loss term per element of the guesses (``reduction = "elements"``
     #: divides by N x C); otherwise one term per example (row).
     elementwise: ClassVar[bool] = False
@@ -150,6 +163,32 @@ class LossCalculator(Loss):
     def get_loss_per_example(self, guesses, truths, *, sample_weight=None):
         """Return the unnormalised loss of each example, shape ``(N,)``."""
         return self.weighted_evaluation(guesses, truths, sample_weight=sample_weight, want_grad=False).per_example
+
+    def get_loss_per_element(self, guesses, truths, *, sample_weight=None):
+        """Return the unreduced loss terms: PyTorch's ``reduction="none"``.
+
+        For an :attr:`elementwise` calculator, an array of the guesses' shape
+        (of the first guesses of a tuple, as ``(mean, var)``), one loss per
+        element: summed over the columns of a row it is that row's
+        :meth:`get_loss_per_example` (to rounding). For any other calculator,
+        one loss per example: :meth:`get_loss_per_example` itself (``(N,)``,
+        or a list for sequence losses), what PyTorch's ``cross_entropy``,
+        ``nll_loss``, ``multi_margin_loss``, ``cosine_embedding_loss``,
+        ``triplet_margin_loss`` and ``ctc_loss`` return with ``"none"``.
+
+        Unnormalised (``normalize`` and ``reduction`` do not apply), times
+        ``weight``, and times ``sample_weight`` (``(N,)`` and ``(N, 1)``
+        weight each element of a row, an array of the guesses' shape each
+        element), so that ``get_loss_per_element(g, t, sample_weight=s)``
+        equals ``s * get_loss_per_element(g, t)``. Masked entries (truths
+        equal to ``missing_value``) are 0. The dtype is that of the
+        per-example losses, on the guesses' device.
+
+        The terms come from :meth:`evaluate_per_element`.
+        """
+        per_element = self.evaluate_per_element(guesses, truths, sample_weight=sample_weight)
+        weight = getattr(self, "weight", 1.0)  # calculators pickled before ``weight`` existed
+        return per_element if weight == 1.0 else scale_tree(per_element, weight)
 
     def weighted_evaluation(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
         """:meth:`evaluate`, times the calculator's scalar ``weight`` (what the Loss API returns)."""
@@ -196,6 +235,23 @@ class LossCalculator(Loss):
             grad = Ragged(grad, lengths)
         return Evaluation(grad, per_example, divisor)
 
+    def evaluate_per_element(self, guesses, truths, *, sample_weight=None):
+        """The unreduced loss terms, before ``weight`` (see :meth:`get_loss_per_element`).
+
+        A non-:attr:`elementwise` calculator has one term per example: its
+        per-example losses. For an elementwise one the default asks
+        :meth:`evaluate` for them one column at a time
+        (:func:`probe_elements`): a ``sample_weight`` of the guesses' shape
+        multiplies each term, so weights that are 0 outside column ``j`` give
+        each row's term in column ``j``. That costs one evaluation (without
+        gradient, with its checks' one device-to-host transfer) per column; a
+        calculator that has its terms at hand may override this hook to
+        return them in one pass.
+        """
+        if not self.elementwise:
+            return self.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=False).per_example
+        return probe_elements(self, guesses, truths, sample_weight=sample_weight)
+
     def weight_total(self, guesses, truths, *, sample_weight=None):
         """The sum of the examples' weights (``reduction = "weights"``), a 0-d device array.
 
@@ -227,6 +283,63 @@ class LossCalculator(Loss):
             f"{k}={getattr(self, k)!r}" for k, p in params.items() if p.kind is p.KEYWORD_ONLY and hasattr(self, k)
         )
         return f"{type(self).__name__}({settings})"
+
+
+def probe_elements(calc: LossCalculator, guesses, truths, *, sample_weight=None):
+    """The per-element losses of an elementwise ``calc``, in the guesses' shape, through :meth:`~LossCalculator.evaluate`.
+
+    The elements are those of the guesses (the first array of a tuple, the
+    data of a ``Ragged``): ``N`` rows of ``K`` entries (the trailing axes,
+    flattened). With ``sample_weight`` ``s`` (``(N,)``, ``(N, 1)`` or that
+    shape), column ``j`` is the per-example loss under the weights that are
+    ``s`` on column ``j`` and 0 elsewhere: ``K`` evaluations, none for
+    ``K = 1``, where the per-example losses are the terms.
+    """
+    first = guesses[0] if isinstance(guesses, tuple) and guesses else guesses
+    if isinstance(first, Ragged):
+        first = first.dataXd
+    shape = tuple(getattr(first, "shape", ()))
+
+    def rows(weights):
+        return calc.evaluate(guesses, truths, sample_weight=weights, want_grad=False).per_example
+
+    if len(shape) < 2 or int(numpy.prod(shape[1:], dtype="int64")) == 1 or 0 in shape:
+        per_example = rows(sample_weight)
+        if len(shape) < 1:
+            return per_example
+        if 0 in shape:
+            return get_array_ops(per_example).xp.zeros(shape, dtype=per_example.dtype)
+        return per_example.reshape(shape)
+    xp = get_array_ops(first).xp
+    n, k = shape[0], int(numpy.prod(shape[1:], dtype="int64"))
+    scale = element_weights(calc, guesses, truths, sample_weight, shape, xp)
+    out = None
+    for j in range(k):
+        probe = xp.zeros((n, k), dtype=first.dtype if scale is None else scale.dtype)
+        probe[:, j] = 1.0 if scale is None else scale[:, j]
+        per_example = rows(probe.reshape(shape))
+        if out is None:
+            out = xp.empty((n, k), dtype=per_example.dtype)
+        out[:, j] = per_example.reshape(n)
+    return out.reshape(shape)
+
+
+def element_weights(calc: LossCalculator, guesses, truths, sample_weight, shape: Tuple[int, ...], xp):
+    """``sample_weight`` (``(N,)``, ``(N, 1)`` or ``shape``) as an ``(N, K)`` array, or None;
+    a weight the calculator refuses is refused by its own :meth:`~LossCalculator.evaluate`."""
+    if sample_weight is None:
+        return None
+    n, k = shape[0], int(numpy.prod(shape[1:], dtype="int64"))
+    per_row = ((n,), (n, 1), (n,) + (1,) * (len(shape) - 1))
+    weights = sample_weight
+    if not (isinstance(weights, xp.ndarray) and weights.dtype.kind in "fiu" and weights.shape in per_row + (shape,)):
+        calc.evaluate(guesses, truths, sample_weight=sample_weight, want_grad=False)  # its own error, if any
+        weights = xp.asarray(sample_weight, dtype="float64")
+    if weights.shape in per_row:
+        return xp.broadcast_to(weights.reshape(n, 1), (n, k))
+    if weights.shape == shape:
+        return weights.reshape(n, k)
+    raise call_error(calc.name, "sample_weight", f"must have shape {(n,)}, {(n, 1)} or {shape}, got {tuple(weights.shape)}")
 
 
 def check_weight(name: str, weight: Any) -> float:

@@ -25,6 +25,11 @@ Properties checked (each name appears in the error message):
   the bits of a C-contiguous copy;
 * ``per-example``: ``get_loss_per_example`` has one entry per example and
   sums to the unnormalised loss (if the calculator has it);
+* ``per-element``: ``get_loss_per_element`` (PyTorch's ``reduction="none"``),
+  for a calculator with ``elementwise = True``, has the guesses' shape, its
+  rows sum to the per-example losses and a ``sample_weight`` of the guesses'
+  shape multiplies each term; for any other, it is the per-example losses
+  (if the calculator has it);
 * ``sample-weight``: weights of one equal no weights, and per-example weights
   scale the per-example losses (if the calculator takes ``sample_weight``);
 * ``empty-batch``: N = 0 gives loss 0.0 and an empty gradient;
@@ -74,7 +79,10 @@ def check_loss(
         unnormalised = _unnormalised(calculator)
     if unnormalised is not None and hasattr(unnormalised, "get_loss_per_example"):
         _check_per_example(unnormalised, guesses, truths, n)
-        if "sample_weight" in inspect.signature(unnormalised.__call__).parameters:
+        weightable = "sample_weight" in inspect.signature(unnormalised.__call__).parameters
+        if hasattr(unnormalised, "get_loss_per_element"):
+            _check_per_element(unnormalised, guesses, truths, n, weightable)
+        if weightable:
             _check_sample_weight(unnormalised, guesses, truths, n)
     _check_empty_batch(calculator, guesses, truths)
     _check_pickle(calculator, guesses, truths)
@@ -154,6 +162,35 @@ def _check_per_example(calc, guesses, truths, n) -> None:
     _require(count == n, "per-example", f"{count} per-example losses for {n} examples")
     loss = calc.get_loss(guesses, truths)
     _require(numpy.isclose(values.sum(), loss, rtol=1e-9, atol=1e-12), "per-example", f"they sum to {values.sum()}, the loss is {loss}")
+
+
+def _check_per_element(calc, guesses, truths, n, weightable) -> None:
+    per_element = calc.get_loss_per_element(guesses, truths)
+    per_example = calc.get_loss_per_example(guesses, truths)
+    if not getattr(calc, "elementwise", False):
+        _require(_same(per_element, per_example), "per-element", "a loss of one term per example must give its per-example losses")
+        return
+    shape = _leaves(guesses)[0].shape
+    _require(
+        getattr(per_element, "shape", None) == shape,
+        "per-element",
+        f"an elementwise loss must give one term per element of the guesses {shape}, got {getattr(per_element, 'shape', type(per_element).__name__)}",
+    )
+    values = numpy.asarray(per_element, dtype="float64")
+    rows = values.reshape(n, -1).sum(axis=1)
+    _require(
+        numpy.allclose(rows, _flat(per_example), rtol=1e-9, atol=1e-12),
+        "per-element",
+        "the terms of a row must sum to its per-example loss",
+    )
+    if weightable and n:
+        mask = numpy.random.default_rng(2).uniform(size=shape) < 0.5
+        weighted = numpy.asarray(calc.get_loss_per_element(guesses, truths, sample_weight=mask.astype("float64")), dtype="float64")
+        _require(
+            numpy.allclose(weighted, values * mask, rtol=1e-9, atol=1e-12),
+            "per-element",
+            "a sample_weight of the guesses' shape must multiply each term",
+        )
 
 
 def _check_sample_weight(calc, guesses, truths, n) -> None:
