@@ -18,11 +18,14 @@ logits and the softmax is computed stably inside.
 import math
 from typing import Optional, Sequence, Union
 
+import numpy
+
 from ._checks import call_error, check_bool, check_float, setting_error
 from ._core import ELEMENTS, EXAMPLES, WEIGHTS, LossCalculator
 from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype
 from .functional.softmax import (
     check_distributions,
+    checked_cross_entropy_with_integer_labels,
     kl_divergence,
     nll,
     nll_with_integer_labels,
@@ -32,6 +35,19 @@ from .functional.softmax import (
     softmax_focal_cross_entropy_with_integer_labels,
 )
 from .labels import ClassWeights, LabelledColumns, LabelScheme
+
+#: The exact array types whose module is known (cupy's is added when first seen);
+#: subclasses take the general path.
+_PLAIN_MODULES = {numpy.ndarray: numpy}
+
+
+def _plain_module(x):
+    """The array module of ``x`` if it is exactly a numpy or cupy ndarray, else None."""
+    xp = _PLAIN_MODULES.get(type(x))
+    if xp is None and is_array(x) and type(x).__name__ == "ndarray" and type(x).__module__.split(".")[0] == "cupy":
+        xp = _PLAIN_MODULES[type(x)] = array_module(x)
+    return xp
+
 
 PROBABILITIES_HINT = " (they must be probabilities; use from_logits=True for logits)"
 
@@ -266,6 +282,7 @@ class SparseCategoricalCrossentropy(_Categorical):
     """
 
     name = "SparseCategoricalCrossentropy"
+    takes_labels = True
     reductions = (EXAMPLES, ELEMENTS, WEIGHTS)
 
     def __init__(
@@ -288,7 +305,101 @@ class SparseCategoricalCrossentropy(_Categorical):
         self.label_smoothing = check_label_smoothing(self.name, label_smoothing, labels.names)
         self._init_common(normalize=normalize, weight=weight, reduction=reduction, from_logits=from_logits, labels=labels, from_log_probs=from_log_probs)
 
+    def __call__(self, guesses, truths, *, sample_weight=None):
+        """Return ``(gradient, loss)``, computed in one pass."""
+        # The common case (probabilities, plain labels) without the general
+        # path's per-call cost: what a spaCy tagger or textcat calls.
+        if sample_weight is None and getattr(self, "weight", 1.0) == 1.0 and self._plain_settings():
+            shape = getattr(guesses, "shape", None)
+            n = shape[0] if shape else 0
+            result = self._plain(guesses, truths, n if self.normalize else 1, True) if n else None
+            if result is not None:
+                grad, log_gold = result
+                # sum(-l) is -sum(l) exactly: the general path's float, bit for bit.
+                return grad, -float(log_gold.sum(dtype=numpy.float64)) / (n if self.normalize else 1)
+        return LossCalculator.__call__(self, guesses, truths, sample_weight=sample_weight)
+
+    def _plain_settings(self) -> bool:
+        """No setting that the plain kernel leaves out (smoothing, weights, logits, ...)."""
+        labels = self.labels
+        return (
+            not self.label_smoothing
+            and not self.from_logits
+            and not self.from_log_probs
+            and labels.class_weights is None
+            and getattr(self, "reduction", EXAMPLES) != WEIGHTS
+        )
+
+    def _plain(self, guesses, truths, divisor, want_grad, overwrite: bool = False, columns=None, truths_scratch: bool = False):
+        """:func:`checked_cross_entropy_with_integer_labels` where it applies: ``(grad, log p_y)``,
+        or None for the general path (other inputs, or a failed check, which it then names).
+        ``overwrite``: the guesses are scratch, the gradient may be written over them.
+        ``columns``: the truths already mapped by :meth:`names_to_columns` (``truths`` unused).
+        ``truths_scratch``: an int array of truths is the caller's own, free to overwrite."""
+        xp = _plain_module(guesses)
+        if xp is None or guesses.ndim != 2 or guesses.dtype.char not in "fd" or not guesses.flags.c_contiguous:
+            return None
+        n, c = guesses.shape
+        labels = self.labels
+        if not n or (labels.names is not None and len(labels.names) != c):
+            return None
+        if columns is not None:
+            if columns.shape[0] != n:
+                return None
+            indices = xp.asarray(columns)
+            from_names, scratch = True, indices.dtype.itemsize == 8
+        elif type(truths) is type(guesses):
+            if (
+                labels.missing_value is not None
+                or truths.ndim != 1
+                or truths.shape[0] != n
+                or truths.dtype.kind not in "iu"
+                or (truths.dtype.kind == "u" and truths.dtype.itemsize == 8)
+            ):
+                return None
+            indices, from_names, scratch = truths, False, truths_scratch and truths.dtype == numpy.int64
+        elif (
+            type(truths) is list
+            and labels.names is not None
+            and len(truths) == n
+            and isinstance(truths[0], str)
+            and labels.missing_str not in labels.name_to_i
+        ):
+            try:
+                indices = labels.lookup_names(truths, small=True)  # every label a name: in [0, C) already
+            except (KeyError, TypeError):
+                return None  # missing, negative or unknown labels: the checked path
+            indices = xp.asarray(indices)
+            from_names, scratch = True, indices.dtype.itemsize == 8  # an int64 array of ours
+        else:
+            return None
+        return checked_cross_entropy_with_integer_labels(
+            xp, guesses, indices, labels_checked=from_names, labels_scratch=scratch, overwrite=overwrite,
+            divisor=divisor, want_grad=want_grad
+        )
+
+    def names_to_columns(self, sequences):
+        """The columns of lists of names (one dictionary lookup per label) as one new host
+        int64 array, or None where a label is not a name (or a sequence not a list of str)."""
+        labels = self.labels
+        if labels.names is None or labels.missing_str in labels.name_to_i:
+            return None
+        parts = []
+        for seq in sequences:
+            if type(seq) is not list or (seq and not isinstance(seq[0], str)):
+                return None
+            try:
+                parts.append(labels.lookup_names(seq))  # int64: the kernel's flat index, in place
+            except (KeyError, TypeError):
+                return None
+        return numpy.concatenate(parts) if len(parts) > 1 else parts[0]
+
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
+        if sample_weight is None and self._plain_settings():
+            result = self._plain(guesses, truths, divisor, want_grad)
+            if result is not None:
+                grad, log_gold = result
+                return grad, array_module(log_gold).negative(log_gold, out=log_gold)
         batch = self._batch(guesses)
         n, c = batch.work.shape
         check_smoothing_for(self.name, self.label_smoothing, c)
@@ -481,6 +592,7 @@ class CategoricalFocalCrossentropy(_Categorical):
     """
 
     name = "CategoricalFocalCrossentropy"
+    takes_labels = True
     reductions = (EXAMPLES, ELEMENTS, WEIGHTS)
 
     def __init__(
@@ -600,9 +712,11 @@ class KLDivergence(_Categorical):
         target, _ = dense_target(self.name, batch, truths, self.labels, 0.0)
         weights = self._weights(batch, sample_weight)
         span = batch.run()
+        xp, work = batch.xp, batch.work
+        del batch  # and with it the checks' diagnostics (row sums of N): peak memory
         grad, losses = kl_divergence(
-            batch.xp,
-            batch.work,
+            xp,
+            work,
             target,
             from_logits=self.from_logits,
             temperature=self.temperature,

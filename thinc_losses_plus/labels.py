@@ -25,6 +25,7 @@ subclass such as ``numpy.str_``) into :class:`SparseLabels`.
 """
 import copy
 import math
+import operator
 from numbers import Integral, Real
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
@@ -283,7 +284,7 @@ class LabelScheme:
             # Anything else (missing or negative labels, unknown strings, other
             # types) takes the checked path. str subclasses hash as their text.
             try:
-                indices = numpy.fromiter(map(self.name_to_i.__getitem__, truths), dtype="int64", count=len(truths))
+                indices = self.lookup_names(truths)
             except (KeyError, TypeError):
                 pass
             else:
@@ -301,6 +302,29 @@ class LabelScheme:
         raise call_error(
             self.calculator, "truths", f"must be class indices (int) or names (str), got {bad.__name__}", TypeError
         )
+
+    def lookup_names(self, truths: Sequence[str], *, small: bool = False) -> numpy.ndarray:
+        """The columns of a list of names, one dictionary lookup per label, as a new host array:
+        int64, or with ``small`` uint8 where there are at most 256 names (int64 otherwise).
+
+        Raises ``KeyError`` (``TypeError``) for a label that is not a name (not hashable):
+        callers take their checked path then. ``str`` subclasses hash as their text.
+        """
+        if len(truths) < 2:  # itemgetter returns a tuple for two keys or more
+            return numpy.asarray([self.name_to_i[label] for label in truths], dtype="uint8" if small else "int64")
+        # Each name maps to a code its column can be read back from, and one join in C
+        # builds the array: no Python int is converted per label. Up to 256 names the
+        # code is the character chr(column) (one byte a label), else its 8 int64 bytes.
+        cached = getattr(self, "_name_codes", None)
+        if cached is None or cached[0] is not self.name_to_i:
+            chars = {name: chr(i) for name, i in self.name_to_i.items()} if len(self.name_to_i) <= 256 else None
+            words = {name: numpy.int64(i).tobytes() for name, i in self.name_to_i.items()}
+            cached = self._name_codes = (self.name_to_i, chars, words)
+        chars, words = cached[1], cached[2]
+        if chars is not None:
+            codes = numpy.frombuffer("".join(operator.itemgetter(*truths)(chars)).encode("latin-1"), dtype=numpy.uint8)
+            return codes if small else codes.astype(numpy.int64)
+        return numpy.frombuffer(bytearray().join(operator.itemgetter(*truths)(words)), dtype=numpy.int64)
 
     def sequence_indices(self, i: int, seq, n_classes: int) -> numpy.ndarray:
         """One label sequence (CTC) as a host int64 array (labels are checked by the caller)."""

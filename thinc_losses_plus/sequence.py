@@ -146,8 +146,22 @@ class SequenceCategoricalCrossentropy(LossCalculator):
     def count_examples(self, guesses) -> int:
         return len(unpack_sequences(self.name, guesses)[0])
 
+    def __call__(self, guesses, truths, *, sample_weight=None):
+        """Return ``(gradients, loss)``, computed in one pass."""
+        if getattr(self, "weight", 1.0) != 1.0:
+            return LossCalculator.__call__(self, guesses, truths, sample_weight=sample_weight)
+        evaluation, losses = self._score(guesses, truths, sample_weight=sample_weight, want_grad=True)
+        if losses is None or not losses.size:
+            return evaluation.grad, evaluation.loss()
+        # The sum of the rows' losses, as Evaluation.loss() sums their concatenation, without it.
+        return evaluation.grad, float(losses.sum(dtype=numpy.float64))
+
     def evaluate(self, guesses, truths, *, sample_weight=None, want_grad: bool = True) -> Evaluation:
         """Score the concatenated sequences once; the loss is the unnormalised sum (divisor 1)."""
+        return self._score(guesses, truths, sample_weight=sample_weight, want_grad=want_grad)[0]
+
+    def _score(self, guesses, truths, *, sample_weight=None, want_grad: bool = True):
+        """The evaluation, and the row losses of all sequences as one array (None for no sequences)."""
         sequences, pack = unpack_sequences(self.name, guesses)
         guesses = sequence_list(self.name, sequences, what="(T, C) arrays, one per sequence")
         if not isinstance(truths, (list, tuple)):
@@ -155,31 +169,84 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         if len(guesses) != len(truths):
             raise call_error(self.name, "truths", f"has {len(truths)} sequences but the guesses have {len(guesses)}")
         if not guesses:
-            return Evaluation(pack([]) if want_grad else None, [], 1)
+            return Evaluation(pack([]) if want_grad else None, [], 1), None
         xp = array_module(guesses[0])
         lengths = [int(g.shape[0]) for g in guesses]
-        batch = xp.concatenate(guesses) if len(guesses) > 1 else guesses[0]
-        flat_truths = _concatenate_truths(self.name, xp, truths, lengths, self.sparse)
-        flat_weight = _concatenate_weights(self.name, xp, sample_weight, lengths, batch)
+        # Sequences that are consecutive rows of one array (what Thinc's with_array and a
+        # Ragged hand over) are scored in place; others are joined in a buffer of ours.
+        batch = guesses[0] if len(guesses) == 1 else consecutive_rows(guesses)
+        scratch = batch is None
+        if scratch:
+            batch = xp.concatenate(guesses)
+        _check_truths(self.name, truths, lengths)
         divisor = len(guesses) if self.normalize else 1
-        grad, losses = self.scorer.compute(
-            batch, flat_truths, sample_weight=flat_weight, divisor=divisor, want_grad=want_grad
-        )
+        result = flat_truths = None
+        if self.sparse and sample_weight is None and self.scorer._plain_settings():
+            # The plain kernel; a joined buffer becomes the gradient (no second array of its
+            # size), and names are looked up sequence by sequence (no list of all labels).
+            columns = self.scorer.names_to_columns(truths)
+            if columns is None:
+                flat_truths = _concatenate_truths(self.name, xp, truths, lengths, self.sparse)
+            overwrite = scratch and want_grad
+            joined = len(truths) > 1 and all(is_array(t) for t in truths)  # a concatenation of ours
+            result = self.scorer._plain(
+                batch, flat_truths, divisor, want_grad, overwrite=overwrite, columns=columns, truths_scratch=joined
+            )
+            if result is not None:
+                result = result[0], xp.negative(result[1], out=result[1])
+        if result is None:
+            if flat_truths is None:
+                flat_truths = _concatenate_truths(self.name, xp, truths, lengths, self.sparse)
+            flat_weight = _concatenate_weights(self.name, xp, sample_weight, lengths, batch)
+            result = self.scorer.compute(batch, flat_truths, sample_weight=flat_weight, divisor=divisor, want_grad=want_grad)
+        grad, losses = result
         bounds = numpy.cumsum([0] + lengths).tolist()
         per_sequence = [losses[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
         grads = None
         if grad is not None:
             grads = pack([grad[start:end] for start, end in zip(bounds[:-1], bounds[1:])])
-        return Evaluation(grads, per_sequence, 1)
+        return Evaluation(grads, per_sequence, 1), losses
 
 
-def _concatenate_truths(name, xp, truths, lengths, sparse):
+def consecutive_rows(arrays):
+    """``arrays`` as one array without a copy when they are consecutive row ranges of one
+    C-contiguous 2-d array (slices of it, in order), else None."""
+    base = arrays[0].base
+    if base is None or not is_array(base) or base.ndim != 2 or not base.flags.c_contiguous or not base.size:
+        return None
+    row_bytes = base.strides[0]
+    origin = _address(base)
+    start, rest = divmod(_address(arrays[0]) - origin, row_bytes)
+    if rest or start < 0:
+        return None
+    row = start
+    for a in arrays:
+        if a.base is not base or a.ndim != 2 or a.shape[1] != base.shape[1] or not a.flags.c_contiguous:
+            return None
+        if a.shape[0] and _address(a) != origin + row * row_bytes:
+            return None
+        row += a.shape[0]
+    return base[start:row] if row <= base.shape[0] else None
+
+
+def _address(a) -> int:
+    """The device or host address of an array's first element (cupy's ``data.ptr``, numpy's interface)."""
+    ptr = getattr(getattr(a, "data", None), "ptr", None)
+    return ptr if ptr is not None else a.__array_interface__["data"][0]
+
+
+def _check_truths(name, truths, lengths):
+    """Each sequence of truths is an array or a list with one entry per row of its guesses."""
     for i, (t, length) in enumerate(zip(truths, lengths)):
         size = t.shape[0] if is_array(t) and t.ndim else len(t) if isinstance(t, (list, tuple)) else None
         if size is None:
             raise call_error(name, "truths", f"sequence {i} must be an array or a list, got {type(t).__name__}", TypeError)
         if size != length:
             raise call_error(name, "truths", f"sequence {i} has {size} entries but its guesses have {length} rows")
+
+
+def _concatenate_truths(name, xp, truths, lengths, sparse):
+    _check_truths(name, truths, lengths)
     if all(is_array(t) for t in truths):
         kinds = {t.dtype.kind for t in truths}
         if len(kinds) > 1 or (not sparse and len({t.ndim for t in truths}) > 1):

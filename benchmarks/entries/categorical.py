@@ -41,6 +41,8 @@ THINC_V3 = (
     "(no cross-entropy, no row-sum check)"
 )
 TORCH_CE = "log_softmax + nll forward, autograd backward (gradient w.r.t. logits)"
+TORCH_NLL_LABEL = "torch nll_loss fwd+bwd"
+TORCH_NLL = "nll forward (a gather), autograd backward (gradient w.r.t. the log-probabilities); no checks"
 
 
 def sparse_int(n, c, dtype):
@@ -75,6 +77,28 @@ def sparse_logits(n, c):
         z, _, y = _inputs(n, c)
         ours = _resolve("SparseCategoricalCrossentropy.v4", from_logits=True)
         return copy_floor({"ours": lambda: ours(z, y), "torch cross_entropy fwd+bwd": _torch_cross_entropy(z, y)}, z)
+
+    return setup
+
+
+def sparse_log_probs(n, c):
+    """Log-probability guesses (a model ending in log_softmax) vs PyTorch's ``nll_loss``."""
+
+    def setup():
+        z, _, y = _inputs(n, c)
+        shifted = z - z.max(axis=1, keepdims=True)
+        lp = (shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))).astype("float32")
+        ours = _resolve("SparseCategoricalCrossentropy.v4", from_log_probs=True)
+        lpt = torch.tensor(lp, requires_grad=True)
+        yt = torch.tensor(y)
+
+        def torch_run():
+            lpt.grad = None
+            loss = F.nll_loss(lpt, yt)
+            loss.backward()
+            return lpt.grad, loss.item()
+
+        return copy_floor({"ours": lambda: ours(lp, y), TORCH_NLL_LABEL: torch_run}, lp)
 
     return setup
 
@@ -151,6 +175,7 @@ def kl(n, c):
 
 OURS_SPARSE = "cross-entropy and gradient p - onehot; checks: probabilities in [0, 1], rows sum to 1, labels in range"
 OURS_LOGITS = "log-sum-exp cross-entropy and gradient softmax(z) - onehot; checks: finite logits, labels in range"
+OURS_LOG_PROBS = "-log p_y and gradient -onehot / n (w.r.t. the log-probabilities); checks: finite, <= 0, labels in range"
 NOTES = {"ours": OURS_SPARSE, "thinc v3": THINC_V3, "torch cross_entropy fwd+bwd": TORCH_CE}
 
 
@@ -179,6 +204,9 @@ for n, c, what in SIZES:
         Entry("SparseCategoricalCrossentropy.v4", f"{size} from_logits", sparse_logits(n, c),
               targets={"torch cross_entropy fwd+bwd": 1.0}, memory=True, memory_target=_memory_target(n, c),
               notes={"ours": OURS_LOGITS, "torch cross_entropy fwd+bwd": TORCH_CE}),
+        Entry("SparseCategoricalCrossentropy.v4", f"{size} from_log_probs", sparse_log_probs(n, c),
+              targets={TORCH_NLL_LABEL: 1.0}, memory=True, memory_target=_memory_target(n, c),
+              notes={"ours": OURS_LOG_PROBS, TORCH_NLL_LABEL: TORCH_NLL}),
     ]
 BIG = dict(memory=True, memory_target=1.1)
 ENTRIES += [

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy
 
-from .._core import divide_by
+from .._core import divide_by, exact_reciprocal
 
 #: Guard inside the logarithm of probability guesses: log(p + 1e-9), as Thinc v4.
 EPS = 1e-9
@@ -29,8 +29,12 @@ EPS = 1e-9
 BLOCK_ELEMENTS = 1 << 15  # 128 KiB of float32: cache-resident, 1.06x the gradient at 4096x50
 
 
-def row_blocks(n_rows: int, n_cols: int):
+def row_blocks(n_rows: int, n_cols: int, max_blocks: Optional[int] = None):
+    """Slices of rows of about BLOCK_ELEMENTS elements (or, with ``max_blocks``, of
+    about 1 / max_blocks of the rows, whichever is smaller)."""
     step = max(1, BLOCK_ELEMENTS // max(n_cols, 1))
+    if max_blocks:
+        step = max(1, min(step, -(-n_rows // max_blocks)))
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
 
@@ -67,8 +71,9 @@ def ones_vector(xp, n: int, dtype):
 SAFE_RANGE = {4: 80.0, 8: 700.0}
 
 
-def softmax_and_lse(xp, logits, *, scale: float = 1.0, span: Optional[float] = None):
-    """Return ``(softmax(z) * scale, logsumexp(z))`` row-wise; the softmax is a fresh array.
+def softmax_and_lse(xp, logits, *, scale: float = 1.0, span: Optional[float] = None, overwrite: bool = False):
+    """Return ``(softmax(z) * scale, logsumexp(z))`` row-wise; the softmax is a fresh array
+    (with ``overwrite``, ``logits`` itself, a scratch array of the caller's, overwritten).
 
     Any per-row shift gives the same softmax. When the whole batch spans
     (``span = max(z) - min(z)``, known to the caller from its checks) less
@@ -82,7 +87,7 @@ def softmax_and_lse(xp, logits, *, scale: float = 1.0, span: Optional[float] = N
         shift = logits.max()
     else:
         shift = logits.max(axis=1, keepdims=True)
-    probs = xp.subtract(logits, shift)
+    probs = xp.subtract(logits, shift, out=logits if overwrite else None)
     xp.exp(probs, out=probs)
     sums = row_sums(xp, probs)
     lse = xp.log(sums)
@@ -123,6 +128,139 @@ def rowwise_target_log_sum(xp, guesses, target, weights, *, lse=None):
             block *= weights if weights.shape[0] == 1 else weights[rows]
         out[rows] = row_sums(xp, block)
     return out
+
+
+_ROW_STARTS = {}
+
+
+def row_starts(xp, n: int, c: int):
+    """The flat index ``i * c`` of each row's first entry, ``(n,)`` int64; numpy's are cached
+    (read-only), a cupy one is made on the current device each call."""
+    if xp is not numpy:
+        return xp.arange(0, n * c, c, dtype="int64")
+    key = (n, c)
+    starts = _ROW_STARTS.get(key)
+    if starts is None:
+        if len(_ROW_STARTS) > 64:
+            _ROW_STARTS.clear()
+        starts = _ROW_STARTS[key] = numpy.arange(0, n * c, c, dtype="int64")
+        starts.flags.writeable = False
+    return starts
+
+
+#: Beyond this size (numpy only) the plain kernel streams the guesses in row blocks of
+#: STREAM_ELEMENTS, so that the checks read each block from the cache the gradient's
+#: pass brought it into: one pass over memory instead of three.
+STREAM_BYTES = 1 << 23
+STREAM_ELEMENTS = 1 << 16  # 256 KiB of float32: half this machine's per-core L2
+_UNSIGNED = {size: numpy.dtype(f"uint{8 * size}") for size in (1, 2, 4, 8)}
+
+
+_PLANS = {}
+
+
+def _plain_plan(xp, n: int, c: int, dtype, divisor: float):
+    """What the plain kernel derives from the shapes: the ones vector, the row starts, the
+    reciprocal of ``divisor`` (where exact), the row-sum tolerance, and 1 and ``EPS`` as
+    scalars of the guesses' dtype (the values a Python float takes in their ufuncs, without
+    its conversion each call); numpy's are cached."""
+    key = (n, c, dtype.char, divisor)
+    plan = _PLANS.get(key) if xp is numpy else None
+    if plan is None:
+        scalar = dtype.type
+        inverse = exact_reciprocal(divisor) if divisor != 1 else None
+        inverse = None if inverse is None else scalar(inverse)  # a power of two: exact in the dtype
+        tolerance = distribution_tolerance(c, dtype)
+        plan = (ones_vector(xp, c, dtype), row_starts(xp, n, c), inverse, tolerance, scalar(1.0), scalar(EPS))
+        if xp is numpy:
+            if len(_PLANS) > 64:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    return plan
+
+
+def checked_cross_entropy_with_integer_labels(
+    xp,
+    probs,
+    labels,
+    *,
+    labels_checked: bool = False,
+    labels_scratch: bool = False,
+    overwrite: bool = False,
+    divisor: float = 1,
+    want_grad: bool = True,
+):
+    """The common case of :func:`softmax_cross_entropy_with_integer_labels`, checks included.
+
+    Probabilities, one-hot targets, no weights, masks or smoothing: the
+    gradient ``(p - onehot) / divisor`` and ``log(p_y + EPS)`` of each row (the
+    negated row loss), with the bits of the general function. First come the
+    checks of :func:`check_distributions` and, unless
+    ``labels_checked``, labels in ``[0, C)``: folded into one device boolean
+    and one transfer. Returns None when a check fails: the caller's general
+    path then finds and names the problem. ``labels_scratch``: ``labels`` is a
+    fresh int64 array the function may overwrite (it becomes the flat index).
+    ``overwrite``: ``probs`` is scratch, and the gradient is written over it
+    (only once the checks have passed: a None leaves it as it was).
+
+    ``probs``: C-contiguous float32/float64 ``(N, C)``, N > 0; ``labels``:
+    ``(N,)`` integers (not uint64).
+    """
+    n, c = probs.shape
+    ones, starts, inverse, atol, one, eps = _plain_plan(xp, n, c, probs.dtype, divisor)
+    ok = None
+    if not labels_checked:
+        # Read as unsigned, a negative label is huge: one max checks both bounds.
+        unsigned = labels if labels.dtype.kind == "u" else labels.view(_UNSIGNED[labels.dtype.itemsize])
+        ok = unsigned.max() < c
+    grad = None
+    if want_grad and xp is numpy and probs.nbytes > STREAM_BYTES and not overwrite:
+        grad = numpy.empty_like(probs)
+        sums = numpy.empty((n,), dtype=probs.dtype)
+        step = max(1, STREAM_ELEMENTS // c)
+        lows = numpy.empty((-(-n // step),), dtype=probs.dtype)
+        for i, start in enumerate(range(0, n, step)):
+            block = probs[start:start + step]
+            _scaled(xp, block, divisor, inverse, grad[start:start + step])
+            lows[i] = block.min()
+            numpy.matmul(block, ones, out=sums[start:start + step])
+        low = lows.min()
+    else:
+        low = probs.min()
+        sums = probs @ ones
+    sums -= one
+    good = (low >= 0) & (xp.abs(sums, out=sums).max() <= atol)
+    del sums  # peak memory: the gradient and three (N,) arrays
+    if not (good if ok is None else good & ok):
+        return None
+    if labels_scratch:
+        flat = labels
+        flat += starts
+    else:
+        flat = starts + labels
+    gold = probs.reshape(-1)[flat]
+    log_gold = gold + eps
+    xp.log(log_gold, out=log_gold)
+    if want_grad:
+        if grad is None:
+            grad = _scaled(xp, probs, divisor, inverse, probs if overwrite else None)
+        gold -= one
+        if divisor != 1:
+            _scaled(xp, gold, divisor, inverse, gold)
+        grad.reshape(-1)[flat] = gold
+    return grad, log_gold
+
+
+def _scaled(xp, x, divisor: float, inverse: Optional[float], out):
+    """``x / divisor`` (into ``out``): :func:`~thinc_losses_plus._core.divide_by` with its reciprocal known."""
+    if divisor == 1:
+        if out is None:
+            return x.copy()
+        out[...] = x
+        return out
+    if inverse is None:
+        return xp.divide(x, divisor, out=out)
+    return xp.multiply(x, inverse, out=out)
 
 
 def split_weights(weights):
@@ -443,28 +581,72 @@ def kl_divergence(
     ``z`` are the logits (``from_logits``) or ``log(p + EPS)`` for
     probabilities (with ``T = 1``, ``q = p`` exactly). Gradient w.r.t. the
     logits: ``T * (q * sum(t) - t)``, weighted per element by ``weights``.
+
+    Memory: ``q`` is computed in the one array that becomes the gradient;
+    the row terms ``t log t - t log q`` are summed in blocks of rows
+    (:data:`KL_BLOCKS` of them at most), ``log q`` recomputed per block.
     """
-    t_pos = target > 0
-    t_log_t = xp.where(t_pos, target * xp.log(xp.where(t_pos, target, 1.0)), 0.0)
-    if from_logits or temperature != 1.0:
+    n, c = guesses.shape
+    softmax = from_logits or temperature != 1.0
+    if softmax:
         scaled = guesses / temperature if from_logits else xp.log(guesses + EPS) / temperature
-        q, lse = softmax_and_lse(xp, scaled, span=span)
-        log_q = scaled - lse[:, None]
+        q, lse = softmax_and_lse(xp, scaled, span=span, overwrite=True)  # q is the scaled buffer
+        del scaled
     else:
-        q, log_q = guesses, xp.log(guesses + EPS)
-    terms = t_log_t - target * log_q
-    if weights is not None:
-        terms *= weights
+        q, lse = guesses, None
     t2 = temperature * temperature
-    losses = t2 * terms.sum(axis=1)
+    # With a softmax, each block's losses go over its rows of lse (no longer needed there).
+    losses = lse if softmax and lse.dtype == target.dtype else None
+    for rows in row_blocks(n, c, max_blocks=KL_BLOCKS):
+        t = target[rows]
+        # t log t with 0 log 0 = 0: the values of where(t > 0, t * log(where(t > 0, t, 1)), 0),
+        # in one temporary (truths are checked: no NaN, so t <= 0 is "not t > 0").
+        zero = t <= 0
+        terms = t.copy()
+        xp.copyto(terms, 1.0, where=zero)
+        xp.log(terms, out=terms)
+        xp.multiply(t, terms, out=terms)
+        xp.copyto(terms, 0.0, where=zero)
+        del zero
+        if from_logits and temperature == 1.0:
+            log_q = guesses[rows] - lse[rows, None]  # z / 1 is z
+        elif from_logits:
+            log_q = guesses[rows] / temperature
+            log_q -= lse[rows, None]
+        else:
+            log_q = guesses[rows] + EPS
+            xp.log(log_q, out=log_q)
+            if softmax:
+                log_q /= temperature
+                log_q -= lse[rows, None]
+        terms -= xp.multiply(t, log_q, out=log_q)
+        del log_q
+        if weights is not None:
+            terms *= weights if weights.shape[0] == 1 else weights[rows]
+        block = terms.sum(axis=1)
+        if t2 != 1.0:  # x * 1.0 is x
+            block *= t2
+        if losses is None:
+            losses = xp.empty((n,), dtype=block.dtype)
+        losses[rows] = block
+    if losses is None:
+        losses = xp.zeros((n,), dtype=q.dtype)
+    del lse
     grad = None
     if want_grad:
         weighted = target if weights is None else target * weights
-        grad = q * weighted.sum(axis=1, keepdims=True) - weighted
+        total = weighted.sum(axis=1, keepdims=True)
+        grad = xp.multiply(q, total, out=q if softmax else None)
+        grad -= weighted
         grad *= temperature
         if divisor != 1:
             grad /= divisor
     return grad, losses
+
+
+#: Blocks of rows (at most) for the KL divergence's row sums: each block's temporaries
+#: are about 2.5 / KL_BLOCKS of the gradient (1.1x the gradient at 4096x50 asks for 48 or more).
+KL_BLOCKS = 80
 
 
 def distribution_tolerance(n_classes: int, dtype) -> float:
