@@ -274,3 +274,54 @@ def test_sequences_of_different_widths_name_the_calculator(case):
     guesses, truths = inputs(case, numpy, "float32")
     wider = [numpy.concatenate([g, g[:, :1]], axis=1) if i == 1 else g for i, g in enumerate(guesses)]
     _error_names_calculator(loss_calc, lambda: loss_calc(wider, truths))
+
+
+def _int_label_case(case) -> bool:
+    """A case with 2-d guesses and a 1-d integer label array, whose width the calculator
+    does not fix (no ``names``): what :func:`test_narrow_label_dtypes_equal_int64` widens."""
+    guesses, truths = inputs(case, numpy, "float32")
+    return (
+        isinstance(guesses, numpy.ndarray)
+        and guesses.ndim == 2
+        and guesses.shape[0] > 0
+        and isinstance(truths, numpy.ndarray)
+        and truths.ndim == 1
+        and truths.dtype.kind in "iu"
+        and not getattr(getattr(case.build(), "labels", None), "names", None)
+    )
+
+
+INT_LABELS = [c for c in CASES if _int_label_case(c)]
+
+
+def test_some_cases_take_integer_label_arrays():
+    assert len(INT_LABELS) >= 5, [c.key for c in INT_LABELS]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "uint8", "uint16"])
+@pytest.mark.parametrize("case", INT_LABELS, ids=[c.key for c in INT_LABELS])
+def test_narrow_label_dtypes_equal_int64(case, dtype):
+    """Labels of any integer dtype give what int64 labels give, a negative label included.
+
+    The defect: read as unsigned, an int8 -1 is 255, a valid class of 300
+    columns, so one max() "checked" both bounds and scored class 255. Here
+    the guesses get 300 columns (zero columns appended: probabilities still
+    sum to 1, logits stay finite), and one label is -1 (or, unsigned, the
+    dtype's largest value, which is out of range only when C is smaller).
+    """
+    loss_calc = case.build()
+    guesses, truths = inputs(case, numpy, "float32")
+    wide = numpy.zeros((guesses.shape[0], 300), dtype=guesses.dtype)
+    wide[:, : guesses.shape[1]] = guesses
+    labels = truths.astype("int64")
+    labels[0] = -1 if numpy.dtype(dtype).kind == "i" else numpy.iinfo(dtype).max
+
+    def result(y):
+        try:
+            return snapshot(loss_calc(wide, y))
+        except (ValueError, TypeError) as error:
+            return type(error)
+
+    expected = result(labels)
+    got = result(labels.astype(dtype))
+    assert same(got, expected), (dtype, got if isinstance(got, type) else "numbers", expected)

@@ -210,9 +210,17 @@ def checked_cross_entropy_with_integer_labels(
     ones, starts, inverse, atol, one, eps = _plain_plan(xp, n, c, probs.dtype, divisor)
     ok = None
     if not labels_checked:
-        # Read as unsigned, a negative label is huge: one max checks both bounds.
-        unsigned = labels if labels.dtype.kind == "u" else labels.view(_UNSIGNED[labels.dtype.itemsize])
-        ok = unsigned.max() < c
+        bits = 8 * labels.dtype.itemsize
+        if labels.dtype.kind == "u":
+            ok = labels.max() < c
+        elif c <= 1 << (bits - 1):
+            # Read as unsigned, a negative label is at least 2**(bits-1) >= C: one
+            # max checks both bounds.
+            ok = labels.view(_UNSIGNED[labels.dtype.itemsize]).max() < c
+        else:
+            # Every non-negative value of the dtype is below C (int8 labels, 300
+            # classes): a negative label read as unsigned could be below C.
+            ok = labels.min() >= 0
     grad = None
     if want_grad and xp is numpy and probs.nbytes > STREAM_BYTES and not overwrite:
         grad = numpy.empty_like(probs)
