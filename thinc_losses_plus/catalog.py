@@ -36,7 +36,8 @@ _HEADER = re.compile(r"^(?P<name>%s)::?(?:\s+(?P<rest>\S.*))?$" % "|".join(SECTI
 _VERSION = re.compile(r"^(?P<base>.+)\.v(?P<n>\d+)$")
 DEFAULT_LOSS_TEXT = (
     "a Python `float` from `__call__` and `get_loss`; `get_loss_per_example` gives the "
-    "unnormalised loss of each example"
+    "unnormalised loss of each example, `get_loss_per_element` the unreduced terms "
+    "(PyTorch's `reduction=\"none\"`)"
 )
 
 
