@@ -669,3 +669,72 @@ def test_every_call_checks_its_values_in_one_transfer(monkeypatch):
             runs.clear()
             getattr(calc, method)(guesses, truths, sample_weight=w)
             assert len(runs) == 1, (calc.name, method)
+
+
+# Row blocks and memory ------------------------------------------------------------
+
+def blocked_calcs(c):
+    """Calculators whose maths runs in row blocks, per-column settings for ``c`` columns."""
+    return [
+        BinaryCrossentropy(),
+        BinaryCrossentropy(from_logits=True),
+        BinaryCrossentropy(from_logits=True, pos_weight=[float(w) for w in numpy.linspace(1.0, 5.0, c)]),
+        BinaryCrossentropy(pos_weight=2.0, label_smoothing=0.1, class_weights=[float(w) for w in numpy.linspace(0.5, 2.0, c)]),
+        BinaryCrossentropy(missing_value=-1.0),
+        BinaryFocalCrossentropy(gamma=2.0),
+        BinaryFocalCrossentropy(gamma=1.5, alpha=0.25, from_logits=True),
+        BinaryFocalCrossentropy(gamma=0.0, alpha=0.75),
+        BinaryFocalCrossentropy(gamma=3.0, alpha=0.25, missing_value=-1.0),
+    ]
+
+
+BLOCKED = blocked_calcs(37)
+
+
+def _blocked_inputs(calc, n=701, c=37):
+    rng = numpy.random.default_rng(5)
+    z = rng.normal(scale=3.0, size=(n, c)).astype("float32")
+    guesses = z if calc.from_logits else (1 / (1 + numpy.exp(-z))).astype("float32")
+    truths = (rng.uniform(size=(n, c)) < 0.2).astype("float32")
+    if calc.missing_value is not None:
+        truths[rng.uniform(size=(n, c)) < 0.1] = calc.missing_value
+    return guesses, truths
+
+
+@pytest.mark.parametrize("calc", BLOCKED, ids=calc_id)
+@pytest.mark.parametrize("weights", ["none", "rows", "elements"])
+def test_row_blocks_give_the_bits_of_one_block(calc, weights, monkeypatch):
+    """The maths runs in row blocks (peak memory: the gradient plus a few percent); the bits
+    are those of one block of everything, for the gradient, the loss and the row losses."""
+    from thinc_losses_plus.functional import blocks
+
+    guesses, truths = _blocked_inputs(calc)
+    rng = numpy.random.default_rng(6)
+    sample_weight = {"none": None, "rows": rng.uniform(size=(701,)), "elements": rng.uniform(size=guesses.shape)}[weights]
+    assert len(list(blocks.scratch_blocks(numpy, guesses, 7))) > 5
+    blocked = calc(guesses, truths, sample_weight=sample_weight), calc.get_loss_per_example(guesses, truths, sample_weight=sample_weight)
+    monkeypatch.setattr(blocks, "block_rows", lambda shape, n_slots: max(1, int(shape[0])))
+    assert len(list(blocks.scratch_blocks(numpy, guesses, 7))) == 1
+    whole = calc(guesses, truths, sample_weight=sample_weight), calc.get_loss_per_example(guesses, truths, sample_weight=sample_weight)
+    assert blocked[0][0].tobytes() == whole[0][0].tobytes()
+    assert blocked[0][1] == whole[0][1]
+    assert blocked[1].tobytes() == whole[1].tobytes()
+
+
+@pytest.mark.parametrize("index", [i for i, c in enumerate(BLOCKED) if c.missing_value is None])
+def test_peak_memory_of_call_is_near_the_gradient(index):
+    """SPEC section 8: at most 1.1x the gradient's bytes at 4096x50 (tracemalloc)."""
+    import gc
+    import tracemalloc
+
+    calc = blocked_calcs(50)[index]
+    guesses, truths = _blocked_inputs(calc, n=4096, c=50)
+    calc(guesses, truths)  # warm caches
+    gc.collect()
+    tracemalloc.start()
+    try:
+        grad, _ = calc(guesses, truths)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.1 * grad.nbytes, peak / grad.nbytes

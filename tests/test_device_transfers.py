@@ -108,3 +108,27 @@ def _leaves(loss_calc) -> int:
     if not isinstance(subs, dict):
         return 1
     return sum(_leaves(sub) for sub in subs.values())
+
+
+def _one_pass(loss_calc) -> bool:
+    """Its terms come from one evaluation (not from :func:`~thinc_losses_plus._core.probe_elements`)."""
+    from thinc_losses_plus import LossCalculator
+
+    return not loss_calc.elementwise or type(loss_calc).evaluate_per_element is not LossCalculator.evaluate_per_element
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
+def test_per_element_losses_make_at_most_one_transfer(case, transfers):
+    """``get_loss_per_element`` returns an array: its checks' one transfer is all it may make.
+    (An elementwise calculator left to ``probe_elements``, as KLDivergence, makes one per column.)"""
+    loss_calc = case.build()
+    if not _one_pass(loss_calc):
+        pytest.skip(f"{type(loss_calc).__name__} gets its terms from probe_elements (one evaluation per column)")
+    total, reset = transfers
+    guesses, truths = inputs(case, numpy, "float32")
+    guesses, truths = counting(guesses), counting(truths)
+    loss_calc.get_loss_per_element(guesses, truths)  # warm-up
+    reset()
+    loss_calc.get_loss_per_element(guesses, truths)
+    budget = _leaves(loss_calc)
+    assert total() <= budget, f"{case.key}: get_loss_per_element made {total()} device-to-host transfers (budget {budget})"

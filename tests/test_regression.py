@@ -762,17 +762,116 @@ def test_every_input_in_any_layout_gives_the_same_bits(name, config, layout):
 @pytest.mark.parametrize("weights", ["none", "elements", "rows"])
 @pytest.mark.parametrize(
     "fn, settings",
-    [("absolute_error", {}), ("huber_error", {"delta": 0.7}), ("smooth_l1_error", {"beta": 0.3})],
+    [
+        ("absolute_error", {}),
+        ("huber_error", {"delta": 0.7}),
+        ("smooth_l1_error", {"beta": 0.3}),
+        ("log_cosh_error", {}),
+        ("poisson_nll", {}),
+        ("poisson_nll", {"from_logits": True, "full": True}),
+        ("gaussian_nll", {}),
+        ("gaussian_nll", {"shared": True, "full": True}),
+    ],
 )
-def test_row_blocks_give_the_bits_of_one_block(fn, settings, weights, monkeypatch):
-    """Large arrays are processed in row blocks (peak memory: the gradient plus one block)."""
+@pytest.mark.parametrize("want_grad", [True, False])
+def test_row_blocks_give_the_bits_of_one_block(fn, settings, weights, want_grad, monkeypatch):
+    """The maths runs in row blocks (peak memory: the gradient plus a few percent); the
+    bits are those of one block of everything."""
+    from thinc_losses_plus.functional import blocks
     from thinc_losses_plus.functional import regression as F
 
     rng = numpy.random.default_rng(0)
-    n, c = 700, 1000  # above SMALL_ELEMENTS: several blocks, the last one short
+    n, c = 701, 97  # many blocks, borrowed and owned scratch, the last block short
     g, t = rng.normal(size=(n, c)).astype("float32"), rng.normal(size=(n, c)).astype("float32")
+    settings = dict(settings)
+    if fn == "poisson_nll":
+        t = numpy.round(abs(t) * 3)
+        g = g if settings.get("from_logits") else abs(g)
+    if fn == "gaussian_nll":
+        var = rng.uniform(0.0, 2.0, size=(n, 1) if settings.pop("shared", False) else (n, c)).astype("float32")
+        g = (g, var)
     w = {"none": None, "elements": rng.uniform(size=(n, c)), "rows": rng.uniform(size=(n, 1))}[weights]
-    blocked = getattr(F, fn)(numpy, g, t, weights=w, divisor=3, **settings)
-    monkeypatch.setattr(F, "SMALL_ELEMENTS", n * c)
-    whole = getattr(F, fn)(numpy, g, t, weights=w, divisor=3, **settings)
-    assert numpy.array_equal(blocked[0], whole[0]) and numpy.array_equal(blocked[1], whole[1])
+    w = None if w is None else w.astype("float32")
+    assert len(list(blocks.scratch_blocks(numpy, numpy.empty((n, c)), 3))) > 5
+    blocked = getattr(F, fn)(numpy, g, t, weights=w, divisor=3, want_grad=want_grad, **settings)
+    monkeypatch.setattr(blocks, "block_rows", lambda shape, n_slots: max(1, int(shape[0])))
+    assert len(list(blocks.scratch_blocks(numpy, numpy.empty((n, c)), 3))) == 1
+    whole = getattr(F, fn)(numpy, g, t, weights=w, divisor=3, want_grad=want_grad, **settings)
+    assert blocked[1].tobytes() == whole[1].tobytes()
+    if want_grad:
+        grads = zip(*(r[0] if isinstance(r[0], tuple) else (r[0],) for r in (blocked, whole)))
+        assert all(a.tobytes() == b.tobytes() for a, b in grads)
+    else:
+        assert blocked[0] is None and whole[0] is None
+
+
+@pytest.mark.parametrize(
+    "name,config,shape",
+    [
+        ("L2Distance.v2", {}, (5, 3)),
+        ("L1Distance.v1", {}, (5, 3)),
+        ("Huber.v1", {"delta": 1e4}, (5, 3)),
+        ("SmoothL1.v1", {"beta": 1e-4}, (5,)),
+        ("LogCosh.v1", {}, (5, 3)),
+        ("PoissonNLL.v1", {"from_logits": True}, (5, 3)),
+        ("PoissonNLL.v1", {}, (5, 3)),
+        ("GaussianNLL.v1", {}, (5, 3)),
+    ],
+)
+def test_float16_guesses_with_extreme_values_give_finite_gradients(name, config, shape):
+    """A gradient computed in float32 for float16 guesses saturates at float16's largest
+    finite value when cast back, instead of rounding to inf."""
+    big = float(numpy.finfo("float16").max)
+    rng = numpy.random.default_rng(3)
+    g = rng.uniform(-big, big, size=shape).astype("float16")
+    t = (-g.astype("float32")).astype("float16")  # differences of up to 2x float16's range
+    if name == "PoissonNLL.v1":
+        g = numpy.full(shape, 11.0, "float16") if config else numpy.full(shape, 1e-4, "float16")
+        t = numpy.full(shape, 6e4, "float16")
+    guesses = g
+    if name == "GaussianNLL.v1":
+        guesses = (g, numpy.full(shape, 1e-4, "float16"))  # (mean - t) / var overflows float16
+    loss_calc = resolve(name, normalize=False, **config)
+    grad, loss = loss_calc(guesses, t)
+    for gr, like in zip(grad if isinstance(grad, tuple) else (grad,), guesses if isinstance(guesses, tuple) else (g,)):
+        assert gr.dtype == numpy.float16 and gr.shape == like.shape
+        assert numpy.isfinite(gr).all(), (name, gr)
+    assert numpy.isfinite(loss)
+
+
+@pytest.mark.parametrize(
+    "name,config",
+    [
+        ("L1Distance.v1", {}),
+        ("Huber.v1", {}),
+        ("SmoothL1.v1", {}),
+        ("LogCosh.v1", {}),
+        ("PoissonNLL.v1", {}),
+        ("PoissonNLL.v1", {"from_logits": True, "full": True}),
+        ("GaussianNLL.v1", {}),
+        ("GaussianNLL.v1", {"full": True}),
+    ],
+)
+def test_peak_memory_of_call_is_near_the_gradient(name, config):
+    """SPEC section 8: at most 1.1x the gradient's bytes at 4096x50 (tracemalloc)."""
+    import gc
+    import tracemalloc
+
+    rng = numpy.random.default_rng(0)
+    g, t = rng.normal(size=(4096, 50)).astype("float32"), rng.normal(size=(4096, 50)).astype("float32")
+    if name == "PoissonNLL.v1":
+        t = numpy.round(abs(t) * 3)
+        g = g if config else abs(g)
+    if name == "GaussianNLL.v1":
+        g = (g, rng.uniform(0.2, 2.0, size=(4096, 50)).astype("float32"))
+    loss_calc = resolve(name, **config)
+    loss_calc(g, t)  # warm caches
+    gc.collect()
+    tracemalloc.start()
+    try:
+        grad, _ = loss_calc(g, t)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    grad_bytes = sum(x.nbytes for x in grad) if isinstance(grad, tuple) else grad.nbytes
+    assert peak <= 1.1 * grad_bytes, peak / grad_bytes

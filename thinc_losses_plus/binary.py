@@ -18,17 +18,19 @@ from typing import Any, List, Optional, Union
 import numpy
 
 from ._checks import call_error, check_bool, check_float, setting_error
-from ._core import LossCalculator, elementwise_result
+from ._core import LossCalculator
 from ._inputs import (
     Checks,
     ElementwiseRows,
     array_module,
     check_loss_overflow,
-    elementwise_grad,
     elementwise_inputs,
     elementwise_weights,
+    finite_problem,
     is_array,
+    restore_dtype,
 )
+from .functional.blocks import OnePassElements, blocked_elementwise
 from .functional.sigmoid import (
     PROB_EPS,
     binary_cross_entropy,
@@ -82,17 +84,45 @@ def sigmoid_targets(checks: Checks, x, t, *, from_logits: bool, missing_value: O
         keep = (t != missing_value).astype(t.dtype)
         t = t * keep
     if from_logits:
-        checks.finite("guesses", x)
+        # One sum in the guesses' dtype (a float64 sum would cast them through a buffer of up
+        # to 64 KiB, 8% of the gradient at 4096x50); a sum that overflows from finite logits
+        # is no error (finite_problem says so).
+        if x.size:
+            checks.fail_if(~checks.xp.isfinite(x.sum()), "guesses", lambda: finite_problem(x))
     else:
         checks.within("guesses", x, 0.0, 1.0, " (probabilities; pass from_logits=True for logits)")
     checks.within("truths", t, 0.0, 1.0, "" if missing_value is None else f" or equal missing_value={missing_value:g}")
     return t, keep
 
 
+def saturated_grad(grad, guesses):
+    """:func:`~thinc_losses_plus._inputs.elementwise_grad` (the same bits), clipping in place:
+    for float16 guesses the float32 gradient saturates at float16's largest value without a
+    float32 copy (probabilities of exactly 0 or 1 give gradients up to ``1 / PROB_EPS``)."""
+    if grad is None:
+        return None
+    if guesses.dtype.itemsize < 4:
+        big = float(numpy.finfo(guesses.dtype).max)
+        array_module(grad).clip(grad, -big, big, out=grad)
+    return restore_dtype(grad.reshape(guesses.shape), guesses)
+
+
+def smoothed_targets(xp, t, e: float):
+    """Keras' smoothed targets ``t (1 - e) + 0.5 e``, made block by block into a scratch
+    array (:func:`~thinc_losses_plus.functional.blocks.blocked_elementwise`)."""
+
+    def block(rows, buf):
+        smoothed = xp.multiply(t[rows], 1.0 - e, out=buf)
+        smoothed += 0.5 * e
+        return smoothed
+
+    return block
+
+
 # Calculators ---------------------------------------------------------------
 
 
-class BinaryCrossentropy(NamedColumns, ElementwiseRows, LossCalculator):
+class BinaryCrossentropy(OnePassElements, NamedColumns, ElementwiseRows, LossCalculator):
     """Binary cross-entropy of independent sigmoid outputs (binary and multi-label).
 
     For guesses ``p`` (probabilities) and targets ``t`` in ``[0, 1]``, each entry
@@ -182,6 +212,10 @@ class BinaryCrossentropy(NamedColumns, ElementwiseRows, LossCalculator):
         self.labels = LabelScheme(self.name, names=names, class_weights=class_weights)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
+        return self.elementwise_pass(guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad)
+
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool, want_terms: bool = False):
+        """:meth:`compute`; with ``want_terms``, ``(terms, per_example)`` (:class:`OnePassElements`)."""
         x, t = elementwise_inputs(self.name, guesses, truths)
         xp = array_module(x)
         n_columns = x.shape[1]
@@ -191,18 +225,22 @@ class BinaryCrossentropy(NamedColumns, ElementwiseRows, LossCalculator):
         checks = Checks(self.name, xp)
         t, keep = sigmoid_targets(checks, x, t, from_logits=self.from_logits, missing_value=self.missing_value)
         weights = elementwise_weights(self.name, sample_weight, guesses, x, checks, keep, class_weights)
-        if self.label_smoothing:
-            t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        maths = sigmoid_cross_entropy_with_logits if self.from_logits else binary_cross_entropy
+        targets = smoothed_targets(xp, t, self.label_smoothing) if self.label_smoothing else t
+        if self.from_logits:
+            maths, n_slots = sigmoid_cross_entropy_with_logits, 3
+        else:
+            maths, n_slots = binary_cross_entropy, 3 if pos_weight is None else 4
         with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
-            grad, loss = maths(xp, x, t, pos_weight=pos_weight, want_grad=want_grad)
-            grad, per_example = elementwise_result(loss, grad, weights, divisor)
+            grad, per_example = blocked_elementwise(
+                xp, maths, x, targets, weights=weights, divisor=divisor, want_grad=want_grad,
+                n_slots=n_slots, pos_weight=pos_weight, terms=xp.empty_like(x) if want_terms else None,
+            )
         check_loss_overflow(checks, per_example)
         checks.run()
-        return elementwise_grad(grad, guesses), per_example
+        return (grad if want_terms else saturated_grad(grad, guesses)), per_example
 
 
-class BinaryFocalCrossentropy(ElementwiseRows, LossCalculator):
+class BinaryFocalCrossentropy(OnePassElements, ElementwiseRows, LossCalculator):
     """Focal loss of independent sigmoid outputs (Lin et al., RetinaNet).
 
     Each entry contributes ``a_t (1 - p_t)^gamma ce``, where ``ce`` is the
@@ -278,16 +316,35 @@ class BinaryFocalCrossentropy(ElementwiseRows, LossCalculator):
         self.missing_value = check_missing_target(self.name, missing_value)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
+        return self.elementwise_pass(guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad)
+
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool, want_terms: bool = False):
+        """:meth:`compute`; with ``want_terms``, ``(terms, per_example)`` (:class:`OnePassElements`)."""
         x, t = elementwise_inputs(self.name, guesses, truths)
         xp = array_module(x)
         checks = Checks(self.name, xp)
         t, keep = sigmoid_targets(checks, x, t, from_logits=self.from_logits, missing_value=self.missing_value)
-        balance = None if self.alpha is None else focal_alpha_weights(xp, t, self.alpha)
-        weights = elementwise_weights(self.name, sample_weight, guesses, x, checks, keep, balance)
-        maths = sigmoid_focal_loss_with_logits if self.from_logits else binary_focal_loss
+        weights = elementwise_weights(self.name, sample_weight, guesses, x, checks, keep)
+        if self.alpha is not None:
+            # RetinaNet's balance, block by block: keep * a_t * sample_weight has the bits of
+            # a_t * (keep * sample_weight) (keep is 0 or 1, the weights finite).
+            alpha, others = self.alpha, weights
+
+            def weights(rows, buf):
+                balance = focal_alpha_weights(xp, t[rows], alpha, out=buf)
+                if others is not None:
+                    balance *= others[rows]
+                return balance
+
+        if self.from_logits:
+            maths, n_slots = sigmoid_focal_loss_with_logits, 5
+        else:
+            maths, n_slots = binary_focal_loss, 7
         with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
-            grad, loss = maths(xp, x, t, gamma=self.gamma, want_grad=want_grad)
-            grad, per_example = elementwise_result(loss, grad, weights, divisor)
+            grad, per_example = blocked_elementwise(
+                xp, maths, x, t, weights=weights, divisor=divisor, want_grad=want_grad, n_slots=n_slots,
+                gamma=self.gamma, terms=xp.empty_like(x) if want_terms else None,
+            )
         check_loss_overflow(checks, per_example)
         checks.run()
-        return elementwise_grad(grad, guesses), per_example
+        return (grad if want_terms else saturated_grad(grad, guesses)), per_example

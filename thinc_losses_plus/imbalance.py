@@ -37,6 +37,7 @@ from ._inputs import (
     restore_dtype,
 )
 from .binary import sigmoid_targets
+from .functional.blocks import OnePassElements
 from .categorical import _Categorical, dense_target
 from .functional.imbalance import (
     AVERAGES,
@@ -353,7 +354,7 @@ class Tversky(_Overlap):
         )
 
 
-class AsymmetricLoss(ElementwiseRows, LossCalculator):
+class AsymmetricLoss(OnePassElements, ElementwiseRows, LossCalculator):
     """Asymmetric loss for multi-label classification (Ridnik et al. 2021, ASL).
 
     Each entry, with probability ``p`` (``s(x)`` for logits with
@@ -444,6 +445,10 @@ class AsymmetricLoss(ElementwiseRows, LossCalculator):
         self.missing_value = check_missing_target(self.name, missing_value)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
+        return self.elementwise_pass(guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad)
+
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool, want_terms: bool = False):
+        """:meth:`compute`; with ``want_terms``, ``(terms, per_example)`` (:class:`OnePassElements`)."""
         x, t = elementwise_inputs(self.name, guesses, truths)
         xp = array_module(x)
         checks = Checks(self.name, xp)
@@ -453,11 +458,11 @@ class AsymmetricLoss(ElementwiseRows, LossCalculator):
         with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
             grad, per_example = maths(
                 xp, x, t, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg, clip=self.clip,
-                weights=weights, divisor=divisor, want_grad=want_grad,
+                weights=weights, divisor=divisor, want_grad=want_grad, terms=xp.empty_like(x) if want_terms else None,
             )
         check_loss_overflow(checks, per_example)
         checks.run()
-        return elementwise_grad(grad, guesses), per_example
+        return (grad if want_terms else elementwise_grad(grad, guesses)), per_example
 
 
 class GeneralizedCrossentropy(_Categorical):
@@ -538,6 +543,7 @@ class GeneralizedCrossentropy(_Categorical):
     """
 
     name = "GeneralizedCrossentropy"
+    takes_labels = True
     reductions = ("examples", "elements", "weights")
 
     def __init__(

@@ -14,9 +14,16 @@ from typing import Tuple
 import numpy
 
 from ._checks import call_error, check_bool, check_float
-from ._inputs import as_compute_dtype, float_guesses, restore_dtype
+from ._inputs import as_compute_dtype, float_guesses
 from .functional import regression as F
-from .regression import Array, RegressionLoss, check_finite_grad, check_finite_loss, check_non_negative
+from .regression import (
+    Array,
+    RegressionLoss,
+    check_finite_grad,
+    check_finite_loss,
+    check_non_negative,
+    restore_guess_dtype,
+)
 
 
 class PoissonNLL(RegressionLoss):
@@ -76,7 +83,7 @@ class PoissonNLL(RegressionLoss):
         self.full = check_bool(self.name, "full", full)
         self.eps = check_float(self.name, "eps", eps, low=0.0, low_open=True, high=math.inf, high_open=True)
 
-    def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor, want_grad, want_terms=False):
         xp, g, t, weights, checks = self.inputs(guesses, truths, sample_weight)
         if not self.from_logits:
             check_non_negative(checks, "guesses", g, "rates; use from_logits=True for log-rates")
@@ -84,13 +91,13 @@ class PoissonNLL(RegressionLoss):
         with numpy.errstate(all="ignore"):  # non-finite results are diagnosed by the checks
             grad, per_example = F.poisson_nll(
                 xp, g, t, from_logits=self.from_logits, full=self.full, eps=self.eps, weights=weights,
-                divisor=divisor, want_grad=want_grad,
+                divisor=divisor, want_grad=want_grad, terms=xp.empty_like(g) if want_terms else None,
             )
         check_finite_loss(checks, per_example, (("guesses", g), ("truths", t)))
-        if not self.from_logits:
+        if want_grad and not self.from_logits:
             check_finite_grad(checks, "guesses", grad, "rates too close to 0 for their counts (raise eps)")
         checks.run()
-        return restore_dtype(grad, guesses), per_example
+        return (grad if want_terms else restore_guess_dtype(grad, guesses)), per_example
 
 
 class GaussianNLL(RegressionLoss):
@@ -159,7 +166,7 @@ class GaussianNLL(RegressionLoss):
             raise call_error(self.name, "guesses", f"must be a tuple (mean, var), got {got}", TypeError)
         return guesses
 
-    def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor, want_grad, want_terms=False):
         mean, var = self.split(guesses)
         xp, m, t, weights, checks = self.inputs(mean, truths, sample_weight, arg="guesses[0]")
         n = m.shape[0]
@@ -176,13 +183,14 @@ class GaussianNLL(RegressionLoss):
         check_non_negative(checks, "guesses[1]", v, "a variance")
         with numpy.errstate(all="ignore"):  # non-finite results are diagnosed by the checks
             grads, per_example = F.gaussian_nll(
-                xp, (m, v), t, full=self.full, eps=self.eps, weights=weights, divisor=divisor, want_grad=want_grad
+                xp, (m, v), t, full=self.full, eps=self.eps, weights=weights, divisor=divisor, want_grad=want_grad,
+                terms=xp.empty_like(m) if want_terms else None,
             )
         check_finite_loss(checks, per_example, (("guesses[0]", m), ("guesses[1]", v), ("truths", t)))
-        if grads is not None:
+        if want_grad:
             check_finite_grad(checks, "guesses[1]", grads[1], "variances too small for their residuals")
         checks.run()
-        if grads is None:
-            return None, per_example
+        if not want_grad:
+            return grads, per_example  # None, or the terms
         d_mean, d_var = grads
-        return (restore_dtype(d_mean, mean), restore_dtype(d_var.reshape(var.shape), var)), per_example
+        return (restore_guess_dtype(d_mean, mean), restore_guess_dtype(d_var.reshape(var.shape), var)), per_example

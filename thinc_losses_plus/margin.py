@@ -29,6 +29,7 @@ from ._inputs import (
     float_guesses,
     restore_dtype,
 )
+from .functional.blocks import OnePassElements, put_terms
 from .functional.sigmoid import hinge_loss, logistic_loss, multi_margin_loss
 from .labels import ClassWeights, LabelledColumns, LabelScheme
 
@@ -86,7 +87,7 @@ def signed_labels(checks: Checks, x, t, *, label_format: str):
 # Calculators ---------------------------------------------------------------
 
 
-class _Hinge(ElementwiseRows, LossCalculator):
+class _Hinge(OnePassElements, ElementwiseRows, LossCalculator):
     squared = False
 
     def __init__(self, *, normalize: bool = True, weight: float = 1.0, reduction: str = "examples", margin: float = 1.0):
@@ -94,6 +95,10 @@ class _Hinge(ElementwiseRows, LossCalculator):
         self.margin = check_margin(self.name, margin)
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
+        return self.elementwise_pass(guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad)
+
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool, want_terms: bool = False):
+        """:meth:`compute`; with ``want_terms``, ``(terms, per_example)`` (:class:`OnePassElements`)."""
         x, t = elementwise_inputs(self.name, guesses, truths)
         checks = Checks(self.name, array_module(x))
         signs = signed_labels(checks, x, t, label_format="either")
@@ -101,9 +106,11 @@ class _Hinge(ElementwiseRows, LossCalculator):
         with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
             grad, loss = hinge_loss(checks.xp, x, signs, margin=self.margin, squared=self.squared, want_grad=want_grad)
             grad, per_example = elementwise_result(loss, grad, weights, divisor)
+            if want_terms:
+                grad = put_terms(checks.xp, loss, loss, weights)  # loss is not needed again
         check_loss_overflow(checks, per_example)  # the squared hinge of scores near 1e20 overflows float32
         checks.run()
-        return elementwise_grad(grad, guesses), per_example
+        return (grad if want_terms else elementwise_grad(grad, guesses)), per_example
 
 
 class Hinge(_Hinge):
@@ -191,11 +198,13 @@ class SquaredHinge(_Hinge):
         Keras ``SquaredHinge``: https://keras.io/api/losses/hinge_losses/
     """
 
+    elementwise = True  # one term per element: "elements" divides by N x C
+
     name = "SquaredHinge"
     squared = True
 
 
-class LogisticLoss(ElementwiseRows, LossCalculator):
+class LogisticLoss(OnePassElements, ElementwiseRows, LossCalculator):
     """Logistic loss on raw scores (MXNet Gluon's ``LogisticLoss``), registered as ``Logistic.v1``.
 
     Each entry contributes ``log(1 + exp(-y x))`` for the score ``x`` and
@@ -245,6 +254,10 @@ class LogisticLoss(ElementwiseRows, LossCalculator):
         self.label_format = check_choice(self.name, "label_format", label_format, ("signed", "binary"))
 
     def compute(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool):
+        return self.elementwise_pass(guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad)
+
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor: float, want_grad: bool, want_terms: bool = False):
+        """:meth:`compute`; with ``want_terms``, ``(terms, per_example)`` (:class:`OnePassElements`)."""
         x, t = elementwise_inputs(self.name, guesses, truths)
         checks = Checks(self.name, array_module(x))
         signs = signed_labels(checks, x, t, label_format=self.label_format)
@@ -252,9 +265,11 @@ class LogisticLoss(ElementwiseRows, LossCalculator):
         with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
             grad, loss = logistic_loss(checks.xp, x, signs, want_grad=want_grad)
             grad, per_example = elementwise_result(loss, grad, weights, divisor)
+            if want_terms:
+                grad = put_terms(checks.xp, loss, loss, weights)  # loss is not needed again
         check_loss_overflow(checks, per_example)
         checks.run()
-        return elementwise_grad(grad, guesses), per_example
+        return (grad if want_terms else elementwise_grad(grad, guesses)), per_example
 
 
 class MultiMargin(LabelledColumns, LossCalculator):
@@ -307,6 +322,7 @@ class MultiMargin(LabelledColumns, LossCalculator):
     """
 
     name = "MultiMargin"
+    takes_labels = True
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ from ._inputs import (
     restore_dtype,
 )
 from .functional import regression as F
+from .functional.blocks import OnePassElements
 
 Array = Any
 
@@ -75,6 +76,17 @@ def overflow_problem(xp, values: Array, what: str, hint: str):
     return f"give {what} that overflows {values.dtype}: {hint}"
 
 
+def restore_guess_dtype(grad: Array, like: Array) -> Array:
+    """A gradient computed in float32 for float16 ``like``, cast back to float16 and saturated at
+    float16's largest finite value (a float32 value beyond it would round to inf); other
+    gradients are returned as they are. ``grad`` is the calculator's own buffer (clipped in place).
+    """
+    if grad is not None and grad.dtype != like.dtype and like.dtype.itemsize < 4:
+        big = float(numpy.finfo(like.dtype).max)
+        array_module(grad).clip(grad, -big, big, out=grad)
+    return restore_dtype(grad, like)
+
+
 def check_non_negative(checks: Checks, arg: str, x: Array, what: str) -> None:
     """Register with ``checks``: ``x`` has no negative entry (NaN is left to the loss check)."""
     if x.size:
@@ -86,7 +98,7 @@ def check_non_negative(checks: Checks, arg: str, x: Array, what: str) -> None:
 # Calculators --------------------------------------------------------------
 
 
-class RegressionLoss(LossCalculator):
+class RegressionLoss(OnePassElements, LossCalculator):
     """Base of the regression family: guesses ``(N, C)`` or ``(N,)``, truths of their shape."""
 
     elementwise = True  # one term per element: "elements" divides by N x C
@@ -95,6 +107,13 @@ class RegressionLoss(LossCalculator):
         """The rows of the guesses (of the mean, for a ``(mean, var)`` tuple); :meth:`compute` checks them."""
         first = guesses[0] if isinstance(guesses, tuple) and guesses else guesses
         return int(first.shape[0]) if is_array(first) and first.ndim else 0
+
+    def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
+        return self.elementwise_pass(guesses, truths, sample_weight=sample_weight, divisor=divisor, want_grad=want_grad)
+
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor, want_grad, want_terms=False):
+        """:meth:`compute`; with ``want_terms``, ``(terms, per_example)`` (:class:`OnePassElements`)."""
+        raise NotImplementedError
 
     def inputs(self, guesses, truths, sample_weight, arg: str = "guesses"):
         """``(xp, guesses, truths, weights, checks)``: C-contiguous, in the compute dtype; one
@@ -110,16 +129,19 @@ class RegressionLoss(LossCalculator):
 class DifferenceLoss(RegressionLoss):
     """A loss of ``d = guesses - truths``: :meth:`penalty` is one call of the maths."""
 
-    def penalty(self, xp, guesses, truths, *, weights, divisor, want_grad):
+    def penalty(self, xp, guesses, truths, *, weights, divisor, want_grad, terms):
         raise NotImplementedError
 
-    def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
+    def elementwise_pass(self, guesses, truths, *, sample_weight, divisor, want_grad, want_terms=False):
         xp, g, t, weights, checks = self.inputs(guesses, truths, sample_weight)
+        terms = xp.empty_like(g) if want_terms else None
         with numpy.errstate(all="ignore"):  # non-finite results are diagnosed by the checks
-            grad, per_example = self.penalty(xp, g, t, weights=weights, divisor=divisor, want_grad=want_grad)
+            grad, per_example = self.penalty(
+                xp, g, t, weights=weights, divisor=divisor, want_grad=want_grad, terms=terms
+            )
         check_finite_loss(checks, per_example, (("guesses", g), ("truths", t)))
         checks.run()
-        return restore_dtype(grad, guesses), per_example
+        return (grad if want_terms else restore_guess_dtype(grad, guesses)), per_example
 
 
 class L2Distance(DifferenceLoss):

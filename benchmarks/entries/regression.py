@@ -109,3 +109,8 @@ ENTRIES = [
     for n, c in SIZES
     for name, what, make in CALCULATORS
 ]
+#: SPEC section 8: at 256x10 (a textcat batch) peak extra memory <= 1.5x the gradient; no time target.
+ENTRIES += [
+    Entry(name, f"256x10{what}", make(256, 10), memory=True, memory_target=1.5, notes=NOTES)
+    for name, what, make in CALCULATORS
+]

@@ -140,12 +140,13 @@ def ratio_losses(xp, errors, total, denominator, *, smooth: float, weights, aver
 
     ``errors``: the ``(N, C)`` soft errors (a work buffer, overwritten when
     weighted), ``total``: their weighted group sums ``E``, ``denominator``:
-    ``D``. Returns ``(L, 1 / (D + s), per-row losses)``: for ``"samples"``
+    ``D`` (``total`` and ``denominator`` are overwritten: they become ``L``
+    and ``1 / (D + s)``). Returns ``(L, 1 / (D + s), per-row losses)``: for ``"samples"``
     the row's ``L``, for ``"macro"`` its share ``sum_c w e / (D_c + s)``.
     """
-    inverse = denominator + smooth
+    inverse = xp.add(denominator, smooth, out=denominator)  # in place: (N,) arrays add up at 4096x50
     xp.divide(1.0, inverse, out=inverse)
-    group = total * inverse
+    group = xp.multiply(total, inverse, out=total)
     if average == SAMPLES:
         return group, inverse, group
     if weights is not None:
@@ -207,13 +208,15 @@ def soft_dice_loss(
     buf = xp.subtract(q, t)
     if squared_denominator:
         buf *= buf  # (q - t)^2
-        union = group_sum(xp, q, q, weights, average=average) + group_sum(xp, t, t, weights, average=average)
+        union = group_sum(xp, q, q, weights, average=average)
+        union += group_sum(xp, t, t, weights, average=average)
     else:
         xp.multiply(t, -2.0, out=buf)
         buf += 1.0
         buf *= q
         buf += t  # q + t - 2 q t
-        union = group_sum(xp, q, weights, average=average) + group_sum(xp, t, weights, average=average)
+        union = group_sum(xp, q, weights, average=average)
+        union += group_sum(xp, t, weights, average=average)
     group, inverse, per_example = ratio_losses(
         xp, buf, group_sum(xp, buf, weights, average=average), union, smooth=smooth, weights=weights, average=average
     )
@@ -274,7 +277,8 @@ def tversky_loss(
         buf += t
         buf *= beta
     errors = group_sum(xp, buf, weights, average=average)
-    denominator = group_sum(xp, p, t, weights, average=average) + errors
+    denominator = group_sum(xp, p, t, weights, average=average)
+    denominator += errors
     group, inverse, per_example = ratio_losses(
         xp, buf, errors, denominator, smooth=smooth, weights=weights, average=average
     )
@@ -374,8 +378,9 @@ def _shifted(xp, p, one_minus_p, clip: float):
     return p_m, xp.clip(one_minus_p + clip, -math.inf, 1.0)
 
 
-def _blockwise(xp, block_fn, guesses, targets, weights, divisor: float, want_grad: bool):
-    """Row losses ``sum_c w l`` and the gradient ``w dl / divisor`` of an elementwise loss, block by block."""
+def _blockwise(xp, block_fn, guesses, targets, weights, divisor: float, want_grad: bool, terms=None):
+    """Row losses ``sum_c w l`` and the gradient ``w dl / divisor`` of an elementwise loss, block by block
+    (with ``terms``, an array of the guesses' shape, the elementwise ``w l`` written into it)."""
     n, c = guesses.shape
     per_row = xp.empty((n,), dtype=guesses.dtype)
     grad = xp.empty_like(guesses) if want_grad else None
@@ -388,13 +393,15 @@ def _blockwise(xp, block_fn, guesses, targets, weights, divisor: float, want_gra
         if weights is not None:
             loss *= weights[rows]
         per_row[rows] = loss @ ones
+        if terms is not None:
+            terms[rows] = loss
         if g is not None:
             if weights is not None:
                 g *= weights[rows]
             if scale != 1.0:
                 g *= scale
             grad[rows] = g
-    return grad, per_row
+    return (terms if terms is not None and not want_grad else grad), per_row
 
 
 def asymmetric_loss(
@@ -409,6 +416,7 @@ def asymmetric_loss(
     weights=None,
     divisor: float = 1,
     want_grad: bool = True,
+    terms=None,
 ):
     """Asymmetric loss (Ridnik et al. 2021) of probabilities ``p``, summed over each row.
 
@@ -424,7 +432,9 @@ def asymmetric_loss(
         t (gamma_pos (1 - p)^gamma_pos log p / (1 - p) - (1 - p)^gamma_pos / p)
         + (1 - t) [p > clip] (p_m^gamma_neg / (1 - p_m) - gamma_neg p_m^gamma_neg log(1 - p_m) / p_m)
 
-    Returns ``(grad or None, row losses (N,))``.
+    Returns ``(grad or None, row losses (N,))``; with ``terms`` (an array of the
+    guesses' shape) and ``want_grad`` false, ``(terms, row losses)``, the
+    elementwise weighted losses written into ``terms``.
 
     >>> import numpy
     >>> _, loss = asymmetric_loss(numpy, numpy.asarray([[0.9, 0.55]]), numpy.asarray([[1.0, 0.0]]), gamma_pos=0.0, gamma_neg=4.0, clip=0.05)
@@ -443,7 +453,7 @@ def asymmetric_loss(
             gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, logits=False, want_grad=want_grad,
         )
 
-    return _blockwise(xp, block, probs, targets, weights, divisor, want_grad)
+    return _blockwise(xp, block, probs, targets, weights, divisor, want_grad, terms)
 
 
 def asymmetric_loss_with_logits(
@@ -457,6 +467,7 @@ def asymmetric_loss_with_logits(
     weights=None,
     divisor: float = 1,
     want_grad: bool = True,
+    terms=None,
 ):
     """Asymmetric loss (Ridnik et al. 2021) of logits ``x``, computed stably, summed over each row.
 
@@ -501,7 +512,7 @@ def asymmetric_loss_with_logits(
             gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, logits=True, want_grad=want_grad,
         )
 
-    return _blockwise(xp, block, logits, targets, weights, divisor, want_grad)
+    return _blockwise(xp, block, logits, targets, weights, divisor, want_grad, terms)
 
 
 # Generalized cross-entropy (softmax family) ----------------------------------------------

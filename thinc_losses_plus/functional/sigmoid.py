@@ -15,13 +15,18 @@ settings and ``want_grad``, and returns ``(grad or None, losses)``:
 
 Nothing here checks values or parses labels (the input layer and the label
 layer do), and nothing writes into an input: the functions work in place
-only on arrays they allocated. At 4096x50 the cost of fresh temporaries
-(page faults) is comparable to the arithmetic, and numpy's ``clip`` is many
-times faster than ``maximum``/``minimum`` or masked selects (``where``).
+only on arrays they allocated, or on the ``out`` and ``scratch`` arrays they
+are given (the calculators run them on row blocks, writing the gradient in
+place: :func:`thinc_losses_plus.functional.blocks.blocked_elementwise`).
+At 4096x50 the cost of fresh temporaries (page faults) is comparable to
+the arithmetic, and numpy's ``clip`` is many times faster than
+``maximum``/``minimum`` or masked selects (``where``).
 """
 import math
 
 import numpy
+
+from .blocks import clip_function
 
 #: Probabilities are clipped to ``[PROB_EPS, 1 - PROB_EPS]`` (Keras' epsilon)
 #: so that ``p = 0`` or ``p = 1`` gives a finite loss and gradient; 1e-7 is
@@ -32,24 +37,31 @@ PROB_EPS = 1e-7
 # Building blocks ---------------------------------------------------------------
 
 
-def exp_neg_abs(xp, x):
-    """``exp(-|x|)``, in ``(0, 1]`` for any ``x``; a fresh array."""
-    e = xp.abs(x)
+def slot(xp, scratch, i: int, like):
+    """Scratch array ``i`` (of ``like``'s shape and dtype), or a fresh one without ``scratch``."""
+    return xp.empty_like(like) if scratch is None else scratch[i]
+
+
+def exp_neg_abs(xp, x, out=None):
+    """``exp(-|x|)``, in ``(0, 1]`` for any ``x``; a fresh array (or ``out``)."""
+    e = xp.abs(x, out=out)
     xp.negative(e, out=e)
     return xp.exp(e, out=e)
 
 
-def softplus_parts(xp, x):
+def softplus_parts(xp, x, scratch=None):
     """``(softplus(x), exp(-|x|))``, stable for any ``x``: ``max(x, 0) + log1p(exp(-|x|))``.
+
+    Fresh arrays, or scratch arrays 1 and 0 (scratch 2 is used on the way).
 
     >>> import numpy
     >>> softplus, _ = softplus_parts(numpy, numpy.asarray([-1e4, 0.0, 1e4]))
     >>> softplus.tolist() == [0.0, numpy.log(2.0), 1e4]
     True
     """
-    e = exp_neg_abs(xp, x)
-    softplus = log1p_unit(xp, e)
-    softplus += xp.clip(x, 0.0, math.inf)
+    e = exp_neg_abs(xp, x, None if scratch is None else scratch[0])
+    softplus = log1p_unit(xp, e, *(() if scratch is None else scratch[1:3]))
+    softplus += clip_function(xp)(x, 0.0, math.inf, out=None if scratch is None else scratch[2])
     return softplus, e
 
 
@@ -64,8 +76,9 @@ def sigmoid_into(xp, out, x, e):
     return out
 
 
-def log1p_unit(xp, e):
-    """``log1p(e)`` for ``e`` in ``[0, 1]``, a fresh array: ``log(u) + (e - (u - 1)) / u``, ``u = 1 + e``.
+def log1p_unit(xp, e, out=None, lost=None):
+    """``log1p(e)`` for ``e`` in ``[0, 1]``, a fresh array (or ``out``, using ``lost`` on the way):
+    ``log(u) + (e - (u - 1)) / u``, ``u = 1 + e``.
 
     The correction term restores what rounding ``1 + e`` lost (``u - 1`` is
     exact for ``u`` in ``[1, 2]``), so the result keeps full relative
@@ -78,8 +91,8 @@ def log1p_unit(xp, e):
     >>> bool(numpy.allclose(log1p_unit(numpy, e), numpy.log1p(e), rtol=1e-15, atol=0))
     True
     """
-    out = e + 1.0
-    lost = xp.subtract(out, 1.0)
+    out = xp.add(e, 1.0, out=out)
+    lost = xp.subtract(out, 1.0, out=lost)
     xp.subtract(e, lost, out=lost)
     lost /= out
     xp.log(out, out=out)
@@ -96,30 +109,37 @@ def sigmoid_from_parts(xp, x, e):
     return sigmoid_into(xp, xp.empty_like(e), x, e)
 
 
-def power(xp, q, gamma: float):
-    """``q ** gamma``, a fresh array; the common exponents by multiplication
+def power(xp, q, gamma: float, out=None):
+    """``q ** gamma``, a fresh array (or ``out``); the common exponents by multiplication
     (numpy's general ``pow`` is ~30x slower than a product)."""
+    if out is None:
+        out = xp.empty_like(q)
     if gamma == 0.0:
-        return xp.ones_like(q)
-    if gamma == 1.0:
-        return q.copy()
-    if gamma == 2.0:
-        return q * q
-    if gamma == 3.0:
-        return q * q * q
-    return q**gamma
+        out.fill(1.0)
+    elif gamma == 1.0:
+        out[...] = q
+    elif gamma == 2.0:
+        xp.multiply(q, q, out=out)
+    elif gamma == 3.0:
+        xp.multiply(q, q, out=out)
+        out *= q
+    else:
+        xp.power(q, gamma, out=out)
+    return out
 
 
-def focal_alpha_weights(xp, targets, alpha: float):
-    """RetinaNet's balance ``a_t = alpha t + (1 - alpha)(1 - t)``, elementwise."""
-    return (1.0 - alpha) + (2.0 * alpha - 1.0) * targets
+def focal_alpha_weights(xp, targets, alpha: float, out=None):
+    """RetinaNet's balance ``a_t = alpha t + (1 - alpha)(1 - t)``, elementwise (into ``out``)."""
+    balance = xp.multiply(targets, 2.0 * alpha - 1.0, out=out)
+    balance += 1.0 - alpha
+    return balance
 
 
-def _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma: float) -> None:
-    """``grad += gamma * ratio * modulator * (1 - 2t) * ce``, reusing ``ratio``."""
+def _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma: float, buf=None) -> None:
+    """``grad += gamma * ratio * modulator * (1 - 2t) * ce``, reusing ``ratio`` (and ``buf``)."""
     ratio *= modulator
     ratio *= ce
-    one_minus_2t = xp.multiply(t, -2.0)
+    one_minus_2t = xp.multiply(t, -2.0, out=buf)
     one_minus_2t += 1.0
     ratio *= one_minus_2t
     ratio *= gamma
@@ -129,7 +149,9 @@ def _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma: float) -> None:
 # Cross-entropy ----------------------------------------------------------------------
 
 
-def sigmoid_cross_entropy_with_logits(xp, logits, targets, *, pos_weight=None, want_grad: bool = True):
+def sigmoid_cross_entropy_with_logits(
+    xp, logits, targets, *, pos_weight=None, want_grad: bool = True, out=None, scratch=None
+):
     """Elementwise ``-[pw t log s(x) + (1 - t) log(1 - s(x))]`` of logits ``x``.
 
     ``s`` is the sigmoid, ``t`` the target in ``[0, 1]`` and ``pw`` the
@@ -140,7 +162,8 @@ def sigmoid_cross_entropy_with_logits(xp, logits, targets, *, pos_weight=None, w
     Gradient with respect to the logits ``x``: ``s(x) (1 + (pw - 1) t) - pw t``
     (``s(x) - t`` without ``pos_weight``).
 
-    Returns ``(grad or None, elementwise loss)``.
+    Returns ``(grad or None, elementwise loss)``; the gradient is written
+    into ``out`` and the rest into the 3 arrays of ``scratch`` when given.
 
     >>> import numpy
     >>> grad, loss = sigmoid_cross_entropy_with_logits(numpy, numpy.asarray([[0.0]]), numpy.asarray([[1.0]]))
@@ -148,15 +171,15 @@ def sigmoid_cross_entropy_with_logits(xp, logits, targets, *, pos_weight=None, w
     (0.6931, -0.5)
     """
     x, t = logits, targets
-    # Buffers are reused as they fall free: at most four of the logits' size
-    # live at once with ``pos_weight`` (three without), the gradient included.
-    loss, e = softplus_parts(xp, x)
+    # Buffers are reused as they fall free: at most three of the logits' size
+    # live at once besides the gradient (``out``).
+    loss, e = softplus_parts(xp, x, scratch)
     scale = None
     if pos_weight is None:
-        buf = xp.multiply(t, x)
+        buf = xp.multiply(t, x, out=out)
     else:
-        buf = xp.multiply(pos_weight, t)  # pw t
-        scale = buf - t
+        buf = xp.multiply(pos_weight, t, out=out)  # pw t
+        scale = xp.subtract(buf, t, out=None if scratch is None else scratch[2])
         scale += 1.0  # (1 - t) + pw t
         loss *= scale
         buf *= x
@@ -173,7 +196,9 @@ def sigmoid_cross_entropy_with_logits(xp, logits, targets, *, pos_weight=None, w
     return grad, loss
 
 
-def binary_cross_entropy(xp, probs, targets, *, pos_weight=None, eps: float = PROB_EPS, want_grad: bool = True):
+def binary_cross_entropy(
+    xp, probs, targets, *, pos_weight=None, eps: float = PROB_EPS, want_grad: bool = True, out=None, scratch=None
+):
     """Elementwise ``-[pw t log p + (1 - t) log(1 - p)]`` of probabilities ``p``.
 
     ``p`` is clipped to ``[eps, 1 - eps]`` first; the loss and the gradient
@@ -183,7 +208,9 @@ def binary_cross_entropy(xp, probs, targets, *, pos_weight=None, eps: float = PR
     Gradient with respect to the probabilities ``p``:
     ``-pw t / p + (1 - t) / (1 - p)``.
 
-    Returns ``(grad or None, elementwise loss)``.
+    Returns ``(grad or None, elementwise loss)``; the gradient is written
+    into ``out`` and the rest into the arrays of ``scratch`` when given (3, or 4
+    with ``pos_weight``).
 
     >>> import numpy
     >>> grad, loss = binary_cross_entropy(numpy, numpy.asarray([[0.8]]), numpy.asarray([[1.0]]))
@@ -191,12 +218,12 @@ def binary_cross_entropy(xp, probs, targets, *, pos_weight=None, eps: float = PR
     (0.2231, -1.25)
     """
     t = targets
-    p = xp.clip(probs, eps, 1.0 - eps)
-    pt = t if pos_weight is None else pos_weight * t
-    rest = 1.0 - t
-    loss = xp.log(p)
+    p = clip_function(xp)(probs, eps, 1.0 - eps, out=slot(xp, scratch, 0, probs))
+    rest = xp.subtract(1.0, t, out=slot(xp, scratch, 1, probs))
+    loss = xp.log(p, out=slot(xp, scratch, 2, probs))
+    pt = t if pos_weight is None else xp.multiply(pos_weight, t, out=slot(xp, scratch, 3, probs))
     loss *= pt
-    buf = xp.negative(p)
+    buf = xp.negative(p, out=out)
     xp.log1p(buf, out=buf)
     buf *= rest
     loss += buf
@@ -212,7 +239,7 @@ def binary_cross_entropy(xp, probs, targets, *, pos_weight=None, eps: float = PR
 # Focal loss --------------------------------------------------------------------------
 
 
-def sigmoid_focal_loss_with_logits(xp, logits, targets, *, gamma: float, want_grad: bool = True):
+def sigmoid_focal_loss_with_logits(xp, logits, targets, *, gamma: float, want_grad: bool = True, out=None, scratch=None):
     """Elementwise ``(1 - p_t)^gamma * ce`` of logits ``x`` (before ``alpha``).
 
     ``ce`` is the binary cross-entropy of ``s(x)`` and the target ``t``, and
@@ -224,37 +251,42 @@ def sigmoid_focal_loss_with_logits(xp, logits, targets, *, gamma: float, want_gr
     ``s(x) s(-x) / q <= 2`` is computed directly, so saturated logits stay
     finite.
 
-    Returns ``(grad or None, elementwise loss)``.
+    Returns ``(grad or None, elementwise loss)``; the gradient is written
+    into ``out`` and the rest into the 5 arrays of ``scratch`` when given.
     """
     x, t = logits, targets
-    ce, e = softplus_parts(xp, x)
-    ce -= xp.multiply(t, x)
-    sig_neg = xp.clip(x, 0.0, math.inf)  # s(-x) = exp(-max(x, 0)) / (1 + e), no cancellation
+    ce, e = softplus_parts(xp, x, scratch)  # scratch 1 and 0
+    ce -= xp.multiply(t, x, out=slot(xp, scratch, 3, x))
+    # s(-x) = exp(-max(x, 0)) / (1 + e), no cancellation
+    clip = clip_function(xp)
+    sig_neg = clip(x, 0.0, math.inf, out=slot(xp, scratch, 2, x))
     xp.negative(sig_neg, out=sig_neg)
     xp.exp(sig_neg, out=sig_neg)
-    sig = sigmoid_from_parts(xp, x, e)  # e is now 1 + e
+    sig = sigmoid_into(xp, xp.empty_like(e) if out is None else out, x, e)  # e is now 1 + e
     sig_neg /= e
     q = xp.subtract(1.0, t, out=e)
     q *= sig
-    q += xp.multiply(sig_neg, t)
-    modulator = power(xp, q, gamma)
-    loss = modulator * ce
+    q += xp.multiply(sig_neg, t, out=slot(xp, scratch, 3, x))
+    modulator = power(xp, q, gamma, out=slot(xp, scratch, 3, x))
+    loss = xp.multiply(modulator, ce, out=slot(xp, scratch, 4, x))
     if not want_grad:
         return None, loss
     ratio = None
     if gamma:
         ratio = sig_neg
         ratio *= sig
-        ratio /= xp.clip(q, float(numpy.finfo(q.dtype).tiny), math.inf, out=q)
+        ratio /= clip(q, float(numpy.finfo(q.dtype).tiny), math.inf, out=q)
     grad = sig
     grad -= t
     grad *= modulator
-    if ratio is not None:
-        _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma)
+    if ratio is not None:  # q (scratch 0) is free again
+        _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma, None if scratch is None else scratch[0])
     return grad, loss
 
 
-def binary_focal_loss(xp, probs, targets, *, gamma: float, eps: float = PROB_EPS, want_grad: bool = True):
+def binary_focal_loss(
+    xp, probs, targets, *, gamma: float, eps: float = PROB_EPS, want_grad: bool = True, out=None, scratch=None
+):
     """Elementwise ``(1 - p_t)^gamma * ce`` of probabilities ``p`` (before ``alpha``).
 
     ``p`` is clipped to ``[eps, 1 - eps]`` (so ``q = 1 - p_t >= eps``),
@@ -263,25 +295,33 @@ def binary_focal_loss(xp, probs, targets, *, gamma: float, eps: float = PROB_EPS
     Gradient with respect to the probabilities ``p``, at the clipped ``p``:
     ``q^gamma (-t/p + (1 - t)/(1 - p)) + gamma q^(gamma - 1) (1 - 2t) ce``.
 
-    Returns ``(grad or None, elementwise loss)``.
+    Returns ``(grad or None, elementwise loss)``; the gradient is written
+    into ``out`` and the rest into the 7 arrays of ``scratch`` when given.
     """
     t = targets
-    _, ce = binary_cross_entropy(xp, probs, t, eps=eps, want_grad=False)
-    p = xp.clip(probs, eps, 1.0 - eps)
-    rest = 1.0 - t
-    q = p * rest
-    one_minus_p = xp.subtract(1.0, p)
-    q += xp.multiply(one_minus_p, t)
-    modulator = power(xp, q, gamma)
-    loss = modulator * ce
+    # ce as binary_cross_entropy computes it, keeping its clipped p and 1 - t
+    p = clip_function(xp)(probs, eps, 1.0 - eps, out=slot(xp, scratch, 0, probs))
+    rest = xp.subtract(1.0, t, out=slot(xp, scratch, 1, probs))
+    ce = xp.log(p, out=slot(xp, scratch, 2, probs))
+    ce *= t
+    buf = xp.negative(p, out=slot(xp, scratch, 3, probs))
+    xp.log1p(buf, out=buf)
+    buf *= rest
+    ce += buf
+    xp.negative(ce, out=ce)
+    q = xp.multiply(p, rest, out=buf)
+    one_minus_p = xp.subtract(1.0, p, out=slot(xp, scratch, 4, probs))
+    q += xp.multiply(one_minus_p, t, out=slot(xp, scratch, 5, probs))
+    modulator = power(xp, q, gamma, out=slot(xp, scratch, 5, probs))
+    loss = xp.multiply(modulator, ce, out=slot(xp, scratch, 6, probs))
     if not want_grad:
         return None, loss
-    grad = xp.divide(rest, one_minus_p, out=one_minus_p)
+    grad = xp.divide(rest, one_minus_p, out=one_minus_p if out is None else out)
     grad -= xp.divide(t, p, out=rest)
     grad *= modulator
     if gamma:
         ratio = xp.divide(1.0, q, out=q)
-        _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma)
+        _add_focusing_term(xp, grad, ratio, modulator, t, ce, gamma, None if scratch is None else scratch[4])
     return grad, loss
 
 
