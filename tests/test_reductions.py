@@ -164,3 +164,28 @@ def test_weight_scales_loss_and_gradient(name):
     assert scaled[1] == pytest.approx(2.5 * plain[1], rel=1e-12, abs=1e-300)
     for a, b in zip(leaves(to_host(scaled[0])), leaves(to_host(plain[0])), strict=True):
         numpy.testing.assert_allclose(a, 2.5 * b, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("reduction", ["examples", "elements", "weights"])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("weight", [1.0, 0.5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_fast_call_equals_its_parts(reduction, normalize, weight, weighted):
+    """``SparseCategoricalCrossentropy.__call__`` has a plain-case shortcut; under every
+    reduction, ``normalize``, ``weight`` and ``sample_weight`` it gives the bits of
+    ``get_grad`` and ``get_loss``, which go through the base class."""
+    from thinc_losses_plus.categorical import SparseCategoricalCrossentropy
+
+    rng = numpy.random.default_rng(3)
+    guesses = rng.random((12, 7)).astype("float32")
+    guesses /= guesses.sum(axis=1, keepdims=True)
+    truths = rng.integers(0, 7, 12)
+    sample_weight = rng.random(12).astype("float32") if weighted else None
+    loss_calc = SparseCategoricalCrossentropy(reduction=reduction, normalize=normalize, weight=weight)
+    grad, loss = loss_calc(guesses, truths, sample_weight=sample_weight)
+    assert grad.tobytes() == loss_calc.get_grad(guesses, truths, sample_weight=sample_weight).tobytes()
+    assert loss == loss_calc.get_loss(guesses, truths, sample_weight=sample_weight)
+    divisor = {"examples": 12, "elements": 12, "weights": 12 if sample_weight is None else sample_weight.sum(dtype="float64")}
+    expected = -(numpy.log(guesses[numpy.arange(12), truths].astype("float64") + 1e-9) * (1 if sample_weight is None else sample_weight)).sum()
+    expected *= weight / (divisor[reduction] if normalize else 1)
+    assert loss == pytest.approx(expected, rel=1e-5)
