@@ -576,3 +576,133 @@ def test_multi_margin_balanced_class_weights_are_bound_before_use(xp):
     bound = calc.with_class_weights([1.0, 2.0, 0.5, 1.0, 1.0])
     expected = MultiMargin(class_weights=[1.0, 2.0, 0.5, 1.0, 1.0])(x, y)
     assert bound(x, y)[1] == expected[1] and calc.class_weights == "balanced"
+
+
+# Row blocks and memory ------------------------------------------------------------
+
+BLOCKED = [
+    Hinge(),
+    Hinge(margin=0.5, reduction="elements"),
+    SquaredHinge(margin=2.0),
+    LogisticLoss(),
+    LogisticLoss(label_format="binary"),
+]
+
+
+def _blocked_inputs(calc, n=701, c=37, labels="binary"):
+    rng = numpy.random.default_rng(5)
+    guesses = rng.normal(scale=2.0, size=(n, c)).astype("float32")
+    guesses[rng.uniform(size=(n, c)) < 0.05] = 1.0  # on the kink of the hinge (margin 1)
+    truths = (rng.uniform(size=(n, c)) < 0.2).astype("float32")
+    label_format = getattr(calc, "label_format", "either")  # the hinges take either
+    if label_format == "signed" or (labels == "signed" and label_format == "either"):
+        truths = 2 * truths - 1
+    return guesses, truths
+
+
+@pytest.mark.parametrize("calc", BLOCKED, ids=repr)
+@pytest.mark.parametrize("labels", ["binary", "signed"])
+@pytest.mark.parametrize("weights", ["none", "rows", "elements"])
+def test_row_blocks_give_the_bits_of_one_block(calc, labels, weights, monkeypatch):
+    """The maths runs in row blocks, the signs made block by block (peak memory: the gradient
+    plus a few percent); the bits are those of one block of everything, for the gradient, the
+    loss, the row losses and the elementwise losses."""
+    from thinc_losses_plus.functional import blocks
+
+    guesses, truths = _blocked_inputs(calc, labels=labels)
+    rng = numpy.random.default_rng(6)
+    sample_weight = {"none": None, "rows": rng.uniform(size=(701,)), "elements": rng.uniform(size=guesses.shape)}[weights]
+
+    def run():
+        kwargs = dict(sample_weight=sample_weight)
+        return (
+            calc(guesses, truths, **kwargs),
+            calc.get_loss_per_example(guesses, truths, **kwargs),
+            calc.get_loss_per_element(guesses, truths, **kwargs),
+        )
+
+    assert len(list(blocks.scratch_blocks(numpy, guesses, 4))) > 5
+    blocked = run()
+    monkeypatch.setattr(blocks, "block_rows", lambda shape, n_slots: max(1, int(shape[0])))
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", guesses.size)
+    assert len(list(blocks.scratch_blocks(numpy, guesses, 4))) == 1
+    whole = run()
+    assert blocked[0][0].tobytes() == whole[0][0].tobytes()
+    assert blocked[0][1] == whole[0][1]
+    assert blocked[1].tobytes() == whole[1].tobytes()
+    assert blocked[2].tobytes() == whole[2].tobytes()
+
+
+@pytest.mark.parametrize("calc", BLOCKED, ids=repr)
+def test_peak_memory_of_call_is_near_the_gradient(calc):
+    """SPEC section 8: at most 1.1x the gradient's bytes at 4096x50 (tracemalloc), 0/1 labels
+    for the hinges (their signs are made block by block)."""
+    import gc
+    import tracemalloc
+
+    guesses, truths = _blocked_inputs(calc, n=4096, c=50)
+    calc(guesses, truths)  # warm caches
+    gc.collect()
+    tracemalloc.start()
+    try:
+        grad, _ = calc(guesses, truths)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.1 * grad.nbytes, peak / grad.nbytes
+
+
+MULTI_BLOCKED = [
+    MultiMargin(),
+    MultiMargin(p=2, margin=0.5),
+    MultiMargin(class_weights=[float(w) for w in numpy.linspace(0.5, 2.0, 37)], missing_value=3),
+    MultiMargin(p=2, class_weights=[float(w) for w in numpy.linspace(0.5, 2.0, 37)]),
+]
+
+
+@pytest.mark.parametrize("calc", MULTI_BLOCKED, ids=repr)
+@pytest.mark.parametrize("weights", ["none", "rows", "elements"])
+def test_multi_margin_row_blocks_give_the_bits_of_one_block(calc, weights, monkeypatch):
+    """MultiMargin runs in row blocks too (each row's sums see their whole row): the bits of one
+    block, for the gradient, the loss and the row losses."""
+    from thinc_losses_plus.functional import blocks
+
+    rng = numpy.random.default_rng(7)
+    guesses = rng.normal(scale=2.0, size=(701, 37)).astype("float32")
+    labels = rng.integers(0, 37, size=701)
+    sample_weight = {"none": None, "rows": rng.uniform(size=(701,)), "elements": rng.uniform(size=guesses.shape)}[weights]
+
+    def run():
+        kwargs = dict(sample_weight=sample_weight)
+        return calc(guesses, labels, **kwargs), calc.get_loss_per_example(guesses, labels, **kwargs)
+
+    assert len(list(blocks.scratch_blocks(numpy, guesses, 2))) > 5
+    blocked = run()
+    monkeypatch.setattr(blocks, "block_rows", lambda shape, n_slots: max(1, int(shape[0])))
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", guesses.size)
+    assert len(list(blocks.scratch_blocks(numpy, guesses, 2))) == 1
+    whole = run()
+    assert blocked[0][0].tobytes() == whole[0][0].tobytes()
+    assert blocked[0][1] == whole[0][1]
+    assert blocked[1].tobytes() == whole[1].tobytes()
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_peak_memory_of_call_is_near_the_gradient(p):
+    """SPEC section 8: at most 1.1x the gradient's bytes at 4096x50 (tracemalloc)."""
+    import gc
+    import tracemalloc
+
+    rng = numpy.random.default_rng(8)
+    guesses = rng.normal(scale=2.0, size=(4096, 50)).astype("float32")
+    labels = rng.integers(0, 50, size=4096)
+    calc = MultiMargin(p=p)
+    calc(guesses, labels)  # warm caches
+    gc.collect()
+    tracemalloc.start()
+    try:
+        grad, _ = calc(guesses, labels)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.1 * grad.nbytes, peak / grad.nbytes

@@ -41,6 +41,12 @@ BLOCK_ELEMENTS = 1 << 17
 #: gradient, under SPEC's 1.1x): larger last blocks, so fewer of them (at 4096x50,
 #: 14 instead of 16 blocks for three slots, 30 instead of 34 for seven).
 SCRATCH_SHARE = 20
+#: Elements of one scratch buffer at least: a small batch (a textcat's 256x10)
+#: runs in two or three blocks, not a dozen, since each block costs a Python
+#: call per operation (a dozen made a 256x10 focal loss 7x slower). The bound
+#: at such sizes is SPEC's 1.5x, which a handful of fixed (N,) arrays already
+#: costs; at 4096x50 the share above is larger than this floor.
+MIN_BLOCK_ELEMENTS = 1 << 10
 
 
 def block_rows(shape, n_buffers: int) -> int:
@@ -48,7 +54,7 @@ def block_rows(shape, n_buffers: int) -> int:
     n = int(shape[0]) if len(shape) else 1
     width = max(1, math.prod(int(s) for s in shape[1:]))
     total = n * width // SCRATCH_SHARE
-    per_buffer = min(BLOCK_ELEMENTS, max(1, total // max(n_buffers, 1)))
+    per_buffer = min(BLOCK_ELEMENTS, max(MIN_BLOCK_ELEMENTS, total // max(n_buffers, 1)))
     return max(1, min(n, per_buffer // width))
 
 
