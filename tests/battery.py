@@ -205,3 +205,20 @@ def assert_loss_and_grad_close(a, b, *, rtol, atol):
 
 def pickled(obj):
     return pickle.loads(pickle.dumps(obj))
+
+
+def call_memory_ratio(loss_calc, guesses, truths) -> float:
+    """Peak ``tracemalloc`` memory of one warm ``loss_calc(guesses, truths)`` over the bytes of
+    its gradient (a tuple's summed): SPEC section 8's memory bound, as the benchmark measures it."""
+    import gc
+    import tracemalloc
+
+    loss_calc(guesses, truths)  # warm caches
+    gc.collect()
+    tracemalloc.start()
+    try:
+        grad, _ = loss_calc(guesses, truths)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / sum(leaf.nbytes for leaf in leaves(grad))

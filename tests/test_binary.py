@@ -724,17 +724,8 @@ def test_row_blocks_give_the_bits_of_one_block(calc, weights, monkeypatch):
 @pytest.mark.parametrize("index", [i for i, c in enumerate(BLOCKED) if c.missing_value is None])
 def test_peak_memory_of_call_is_near_the_gradient(index):
     """SPEC section 8: at most 1.1x the gradient's bytes at 4096x50 (tracemalloc)."""
-    import gc
-    import tracemalloc
+    from battery import call_memory_ratio
 
     calc = blocked_calcs(50)[index]
     guesses, truths = _blocked_inputs(calc, n=4096, c=50)
-    calc(guesses, truths)  # warm caches
-    gc.collect()
-    tracemalloc.start()
-    try:
-        grad, _ = calc(guesses, truths)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak <= 1.1 * grad.nbytes, peak / grad.nbytes
+    assert call_memory_ratio(calc, guesses, truths) <= 1.1

@@ -854,8 +854,7 @@ def test_float16_guesses_with_extreme_values_give_finite_gradients(name, config,
 )
 def test_peak_memory_of_call_is_near_the_gradient(name, config):
     """SPEC section 8: at most 1.1x the gradient's bytes at 4096x50 (tracemalloc)."""
-    import gc
-    import tracemalloc
+    from battery import call_memory_ratio
 
     rng = numpy.random.default_rng(0)
     g, t = rng.normal(size=(4096, 50)).astype("float32"), rng.normal(size=(4096, 50)).astype("float32")
@@ -865,13 +864,4 @@ def test_peak_memory_of_call_is_near_the_gradient(name, config):
     if name == "GaussianNLL.v1":
         g = (g, rng.uniform(0.2, 2.0, size=(4096, 50)).astype("float32"))
     loss_calc = resolve(name, **config)
-    loss_calc(g, t)  # warm caches
-    gc.collect()
-    tracemalloc.start()
-    try:
-        grad, _ = loss_calc(g, t)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    grad_bytes = sum(x.nbytes for x in grad) if isinstance(grad, tuple) else grad.nbytes
-    assert peak <= 1.1 * grad_bytes, peak / grad_bytes
+    assert call_memory_ratio(loss_calc, g, t) <= 1.1
