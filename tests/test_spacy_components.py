@@ -28,7 +28,8 @@ from thinc.api import Adam, Linear, Logistic, Ops, chain, fix_random_seed, regis
 from thinc_losses_plus import spacy_components_base  # noqa: E402
 from thinc_losses_plus.entry_points import factory_entry_points  # noqa: E402
 from thinc_losses_plus.output_layers import LOGISTIC, SOFTMAX, SOFTMAX_ACTIVATION  # noqa: E402
-from thinc_losses_plus.output_layers import find_output_layer, output_kind  # noqa: E402
+from thinc_losses_plus.output_layers import output_kind  # noqa: E402
+from spacy_gradcheck import spy_output_layer  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 SPACY_CONFIGS = sorted((ROOT / "configs" / "spacy").glob("*.cfg"))
@@ -296,29 +297,18 @@ def test_multilabel_class_weights_by_label_name():
 
 
 def gradient_at_output_layer_input(component, examples):
-    """Run a real update; return the output layer, its input X and the gradient dL/dX it passed back."""
-    layer = find_output_layer(component.model)
-    forward, seen = layer._func, {}
+    """Run a real update; return the output layer, its input X, the gradient dL/dX it passed
+    back, and the docs' lengths (None for one scores array)."""
+    seen = {}
 
-    def spy(model, X, is_train):
-        Y, backprop = forward(model, X, is_train)
-        seen["X"] = X
+    def get_loss(scores):
+        seen["scores"] = scores
+        return component.get_loss(examples, scores)
 
-        def spy_backprop(dY):
-            seen["dX"] = backprop(dY)
-            return seen["dX"]
-
-        return Y, spy_backprop
-
-    layer._func = spy
-    try:
-        scores, backprop = component.model.begin_update([eg.predicted for eg in examples])
-        _, d_scores = component.get_loss(examples, scores)
-        backprop(d_scores)
-    finally:
-        layer._func = forward
+    layer, X, dX = spy_output_layer(component, [eg.predicted for eg in examples], get_loss)
+    scores = seen["scores"]
     lengths = [len(s) for s in scores] if isinstance(scores, list) else None
-    return layer, seen["X"], seen["dX"], lengths
+    return layer, X, dX, lengths
 
 
 def loss_of_layer_input(component, examples, layer, lengths):
