@@ -57,24 +57,35 @@ def gradient_bytes(result) -> int:
     return int(getattr(data, "nbytes", 0))
 
 
-def best_time(fn: Callable[[], object], *, min_time: float = 0.2, repeat: int = 5) -> float:
-    """Best per-call seconds over ``repeat`` rounds of at least ``min_time`` each."""
-    fn()  # warm up
+def _calibrate(fn: Callable[[], object], min_time: float) -> int:
+    """How many calls of ``fn`` take at least ``min_time`` (a power of two; one warm-up call first)."""
+    fn()
     number = 1
     while True:
         start = time.perf_counter()
         for _ in range(number):
             fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time / repeat or number >= 1 << 20:
-            break
+        if time.perf_counter() - start >= min_time or number >= 1 << 20:
+            return number
         number *= 2
-    best = elapsed / number
-    for _ in range(repeat - 1):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
+
+
+def best_times(fns: Dict[str, Callable[[], object]], *, min_time: float = 0.2, repeat: int = 5) -> Dict[str, float]:
+    """Best per-call seconds of each callable over ``repeat`` interleaved rounds.
+
+    Each round times every side in turn (``ours``, then each comparison), so a
+    burst of load on a shared machine falls on all sides of a row alike rather
+    than on whichever side happened to be timed during it.
+    """
+    numbers = {label: _calibrate(fn, min_time / repeat) for label, fn in fns.items()}
+    best = {label: float("inf") for label in fns}
+    for _ in range(repeat):
+        for label, fn in fns.items():
+            number = numbers[label]
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best[label] = min(best[label], (time.perf_counter() - start) / number)
     return best
 
 

@@ -1,10 +1,13 @@
-"""Run every benchmark entry in one process and write the results table.
+"""Run every benchmark entry, each in a fresh process, and write the results table.
 
     python benchmarks/run.py                 # all entries
     python benchmarks/run.py -k Sparse       # entries whose name or case contains "Sparse"
 
-Each entry's callables are timed side by side in the same run (best of 5
-rounds); ratios are ours / theirs, so below 1 means ours is faster. Results
+Each entry runs in a process of its own, so that no entry's timings depend on
+what earlier entries left in the allocators (a freed 128 MB array changes
+glibc's and torch's later allocations, and with them a side's time by up to
+2x). Within the entry its callables are timed side by side, in interleaved
+rounds (best of 5); ratios are ours / theirs, so below 1 means ours is faster. Results
 go to ``docs/benchmarks.md`` (the table the docs show), ``docs/benchmarks.png``
 (the chart of the ratios, drawn by ``chart.py``) and ``benchmarks/results.json``
 (one row per comparison).
@@ -21,6 +24,7 @@ import json
 import os
 import pathlib
 import platform
+import subprocess
 import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # a hint for pools started before the pinning below
@@ -29,7 +33,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from harness import best_time, gradient_bytes, peak_memory  # noqa: E402
+from harness import best_times, gradient_bytes, peak_memory  # noqa: E402
 from spacy_overhead import kept_section  # noqa: E402  (the section spacy_overhead.py writes)
 
 THREADS = 1
@@ -60,7 +64,7 @@ def load_entries():
 
 def run_entry(entry, *, min_time):
     fns = entry.setup()
-    times = {label: best_time(fn, min_time=min_time) for label, fn in fns.items()}
+    times = best_times(fns, min_time=min_time)
     ours = times[entry.ours]
     rows = []
     for label, seconds in times.items():
@@ -173,18 +177,31 @@ def environment():
     return ", ".join(parts)
 
 
+def run_in_subprocess(index, *, min_time):
+    """The rows of entry ``index`` (of :func:`load_entries`), measured in a fresh interpreter."""
+    command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--entry", str(index), "--min-time", str(min_time)]
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-k", default="", help="only entries whose name or case contains this")
     parser.add_argument("--min-time", type=float, default=0.25, help="seconds per timing round set")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--entry", type=int, help=argparse.SUPPRESS)  # the child: run one entry, print its rows
     args = parser.parse_args(argv)
-    entries = [e for e in load_entries() if args.k in e.name or args.k in e.case]
+    everything = load_entries()
+    if args.entry is not None:
+        with pin_threads():
+            print(json.dumps(run_entry(everything[args.entry], min_time=args.min_time)))
+        return 0
     rows = []
-    with pin_threads():
-        for entry in entries:
+    for index, entry in enumerate(everything):
+        if args.k in entry.name or args.k in entry.case:
             print(f"{entry.name} [{entry.case}] ...", file=sys.stderr, flush=True)
-            rows.extend(run_entry(entry, min_time=args.min_time))
+            rows.extend(run_in_subprocess(index, min_time=args.min_time))
+    with pin_threads():
         machine = environment()
     text = table(rows)
     print(text)
@@ -197,8 +214,9 @@ def main(argv=None):
             "# Benchmarks\n\n"
             "Written by `python benchmarks/run.py` (do not edit by hand). All comparisons of a row\n"
             "were timed side by side in one run; *ours / theirs* below 1 means ours is faster.\n"
-            "Times are the best of 5 rounds per call; numpy's BLAS/OpenMP pools (threadpoolctl) and\n"
-            "torch are pinned to one thread each.\n\n" + COLUMNS +
+            "Each entry runs in a fresh process; within it, the sides are timed in 5 interleaved\n"
+            "rounds and each keeps its best per-call time. numpy's BLAS/OpenMP pools (threadpoolctl)\n"
+            "and torch are pinned to one thread each.\n\n" + COLUMNS +
             f"\nMachine: {machine}.\n\n" + text + "\n\n![ratios](benchmarks.png)\n"
             + (f"\n{kept}\n" if kept else "")
         )

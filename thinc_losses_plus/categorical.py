@@ -6,7 +6,8 @@ release) reports the true cross-entropy with the same gradient; this module
 ships it, split into a dense and a sparse calculator, and adds
 ``from_logits`` and ``class_weights``, the focal loss and the KL divergence.
 The sequence loss (:mod:`thinc_losses_plus.sequence`) builds on the classes
-here; the maths is in :mod:`thinc_losses_plus.functional.softmax`.
+here; the maths is in :mod:`thinc_losses_plus.functional.softmax` and its neighbours
+(``checked_cross_entropy``, ``focal``, ``divergence``, ``nll``).
 
 Gradient convention of the whole family: with respect to the **logits**.
 Given probabilities (``from_logits=False``) the guesses are taken to be
@@ -23,16 +24,14 @@ import numpy
 from ._checks import call_error, check_bool, check_float, setting_error
 from ._core import ELEMENTS, EXAMPLES, WEIGHTS, LossCalculator
 from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype
+from .functional.checked_cross_entropy import checked_cross_entropy_with_integer_labels
+from .functional.divergence import kl_divergence
+from .functional.focal import softmax_focal_cross_entropy, softmax_focal_cross_entropy_with_integer_labels
+from .functional.nll import nll, nll_with_integer_labels
 from .functional.softmax import (
     check_distributions,
-    checked_cross_entropy_with_integer_labels,
-    kl_divergence,
-    nll,
-    nll_with_integer_labels,
     softmax_cross_entropy,
     softmax_cross_entropy_with_integer_labels,
-    softmax_focal_cross_entropy,
-    softmax_focal_cross_entropy_with_integer_labels,
 )
 from .labels import ClassWeights, LabelledColumns, LabelScheme
 

@@ -406,7 +406,7 @@ def ctc_forward_backward(xp, class_lp, tables: CTCTables, *, want_grad: bool = T
     """
     dtype = class_lp.dtype
     n_seq, n_dir, width = len(tables.order), tables.n_dir, tables.width
-    n_states, t_max, n_rows = tables.n_states, tables.n_steps, len(tables.order) * tables.n_dir
+    t_max, n_rows = tables.n_steps, len(tables.order) * tables.n_dir
     n_total = class_lp.shape[0]
     # One workspace (one allocation) for the lattice, the emissions and the occupancies.
     sizes = [

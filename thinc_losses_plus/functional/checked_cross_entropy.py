@@ -1,0 +1,140 @@
+"""The common case of the sparse cross-entropy, its input checks folded in: one pass, one transfer.
+
+Probabilities against plain integer labels (no weights, masks, smoothing or
+logits) are what a spaCy tagger or textcat hands a loss on every step. The
+kernel here computes their gradient ``(p - onehot) / divisor`` and the row
+log-likelihoods with the bits of
+:func:`~thinc_losses_plus.functional.softmax.softmax_cross_entropy_with_integer_labels`,
+and checks the guesses and labels on the way, folded into one device
+boolean: a failed check returns None, and the caller's general path then
+finds and names the problem.
+"""
+from typing import Optional
+
+import numpy
+
+from .._core import exact_reciprocal
+from .softmax import EPS, distribution_tolerance, ones_vector, row_starts
+
+#: Beyond this size (numpy only) the plain kernel streams the guesses in row blocks of
+#: STREAM_ELEMENTS, so that the checks read each block from the cache the gradient's
+#: pass brought it into: one pass over memory instead of three.
+STREAM_BYTES = 1 << 23
+STREAM_ELEMENTS = 1 << 16  # 256 KiB of float32: half this machine's per-core L2
+_UNSIGNED = {size: numpy.dtype(f"uint{8 * size}") for size in (1, 2, 4, 8)}
+
+
+_PLANS = {}
+
+
+def _plain_plan(xp, n: int, c: int, dtype, divisor: float):
+    """What the plain kernel derives from the shapes: the ones vector, the row starts, the
+    reciprocal of ``divisor`` (where exact), the row-sum tolerance, and 1 and ``EPS`` as
+    scalars of the guesses' dtype (the values a Python float takes in their ufuncs, without
+    its conversion each call); numpy's are cached."""
+    key = (n, c, dtype.char, divisor)
+    plan = _PLANS.get(key) if xp is numpy else None
+    if plan is None:
+        scalar = dtype.type
+        inverse = exact_reciprocal(divisor) if divisor != 1 else None
+        inverse = None if inverse is None else scalar(inverse)  # a power of two: exact in the dtype
+        tolerance = distribution_tolerance(c, dtype)
+        plan = (ones_vector(xp, c, dtype), row_starts(xp, n, c), inverse, tolerance, scalar(1.0), scalar(EPS))
+        if xp is numpy:
+            if len(_PLANS) > 64:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    return plan
+
+
+def checked_cross_entropy_with_integer_labels(
+    xp,
+    probs,
+    labels,
+    *,
+    labels_checked: bool = False,
+    labels_scratch: bool = False,
+    overwrite: bool = False,
+    divisor: float = 1,
+    want_grad: bool = True,
+):
+    """The common case of :func:`softmax_cross_entropy_with_integer_labels`, checks included.
+
+    Probabilities, one-hot targets, no weights, masks or smoothing: the
+    gradient ``(p - onehot) / divisor`` and ``log(p_y + EPS)`` of each row (the
+    negated row loss), with the bits of the general function. First come the
+    checks of :func:`check_distributions` and, unless
+    ``labels_checked``, labels in ``[0, C)``: folded into one device boolean
+    and one transfer. Returns None when a check fails: the caller's general
+    path then finds and names the problem. ``labels_scratch``: ``labels`` is a
+    fresh int64 array the function may overwrite (it becomes the flat index).
+    ``overwrite``: ``probs`` is scratch, and the gradient is written over it
+    (only once the checks have passed: a None leaves it as it was).
+
+    ``probs``: C-contiguous float32/float64 ``(N, C)``, N > 0; ``labels``:
+    ``(N,)`` integers (not uint64).
+    """
+    n, c = probs.shape
+    ones, starts, inverse, atol, one, eps = _plain_plan(xp, n, c, probs.dtype, divisor)
+    ok = None
+    if not labels_checked:
+        bits = 8 * labels.dtype.itemsize
+        if labels.dtype.kind == "u":
+            ok = labels.max() < c
+        elif c <= 1 << (bits - 1):
+            # Read as unsigned, a negative label is at least 2**(bits-1) >= C: one
+            # max checks both bounds.
+            ok = labels.view(_UNSIGNED[labels.dtype.itemsize]).max() < c
+        else:
+            # Every non-negative value of the dtype is below C (int8 labels, 300
+            # classes): a negative label read as unsigned could be below C.
+            ok = labels.min() >= 0
+    grad = None
+    if want_grad and xp is numpy and probs.nbytes > STREAM_BYTES and not overwrite:
+        grad = numpy.empty_like(probs)
+        sums = numpy.empty((n,), dtype=probs.dtype)
+        step = max(1, STREAM_ELEMENTS // c)
+        lows = numpy.empty((-(-n // step),), dtype=probs.dtype)
+        for i, start in enumerate(range(0, n, step)):
+            block = probs[start:start + step]
+            _scaled(xp, block, divisor, inverse, grad[start:start + step])
+            lows[i] = block.min()
+            numpy.matmul(block, ones, out=sums[start:start + step])
+        low = lows.min()
+    else:
+        low = probs.min()
+        sums = probs @ ones
+    sums -= one
+    good = (low >= 0) & (xp.abs(sums, out=sums).max() <= atol)
+    del sums  # peak memory: the gradient and three (N,) arrays
+    if not (good if ok is None else good & ok):
+        return None
+    if labels_scratch:
+        flat = labels
+        flat += starts
+    else:
+        flat = starts + labels
+    gold = probs.reshape(-1)[flat]
+    log_gold = gold + eps
+    xp.log(log_gold, out=log_gold)
+    if want_grad:
+        if grad is None:
+            grad = _scaled(xp, probs, divisor, inverse, probs if overwrite else None)
+        gold -= one
+        if divisor != 1:
+            _scaled(xp, gold, divisor, inverse, gold)
+        grad.reshape(-1)[flat] = gold
+    return grad, log_gold
+
+
+def _scaled(xp, x, divisor: float, inverse: Optional[float], out):
+    """``x / divisor`` (into ``out``): :func:`~thinc_losses_plus._core.divide_by` with its reciprocal known."""
+    if divisor == 1:
+        if out is None:
+            return x.copy()
+        out[...] = x
+        return out
+    if inverse is None:
+        return xp.divide(x, divisor, out=out)
+    return xp.multiply(x, inverse, out=out)
+
