@@ -24,7 +24,7 @@ import numpy
 from ._checks import call_error, check_bool, check_float, setting_error
 from ._core import ELEMENTS, EXAMPLES, WEIGHTS, LossCalculator
 from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype
-from .functional.checked_cross_entropy import checked_cross_entropy_with_integer_labels
+from .functional.checked_cross_entropy import checked_cross_entropy_with_integer_labels, checked_nll_with_integer_labels
 from .functional.divergence import kl_divergence
 from .functional.focal import softmax_focal_cross_entropy, softmax_focal_cross_entropy_with_integer_labels
 from .functional.nll import nll, nll_with_integer_labels
@@ -308,30 +308,32 @@ class SparseCategoricalCrossentropy(_Categorical):
         """Return ``(gradient, loss)``, computed in one pass."""
         # The common case (probabilities, plain labels) without the general
         # path's per-call cost: what a spaCy tagger or textcat calls.
-        if sample_weight is None and getattr(self, "weight", 1.0) == 1.0 and self._plain_settings():
+        if sample_weight is None and getattr(self, "weight", 1.0) == 1.0 and self.plain_settings():
             shape = getattr(guesses, "shape", None)
             n = shape[0] if shape else 0
-            result = self._plain(guesses, truths, n if self.normalize else 1, True) if n else None
+            result = self.plain_case(guesses, truths, n if self.normalize else 1, True) if n else None
             if result is not None:
                 grad, log_gold = result
                 # sum(-l) is -sum(l) exactly: the general path's float, bit for bit.
                 return grad, -float(log_gold.sum(dtype=numpy.float64)) / (n if self.normalize else 1)
         return LossCalculator.__call__(self, guesses, truths, sample_weight=sample_weight)
 
-    def _plain_settings(self) -> bool:
-        """No setting that the plain kernel leaves out (smoothing, weights, logits, ...)."""
+    def plain_settings(self) -> bool:
+        """Whether the settings are those of :meth:`plain_case`: probabilities or
+        log-probabilities, no smoothing, class weights or weighted reduction."""
         labels = self.labels
         return (
             not self.label_smoothing
             and not self.from_logits
-            and not self.from_log_probs
             and labels.class_weights is None
             and getattr(self, "reduction", EXAMPLES) != WEIGHTS
         )
 
-    def _plain(self, guesses, truths, divisor, want_grad, overwrite: bool = False, columns=None, truths_scratch: bool = False):
-        """:func:`checked_cross_entropy_with_integer_labels` where it applies: ``(grad, log p_y)``,
-        or None for the general path (other inputs, or a failed check, which it then names).
+    def plain_case(self, guesses, truths, divisor, want_grad, overwrite: bool = False, columns=None, truths_scratch: bool = False):
+        """The common case, as one checked kernel (:mod:`~thinc_losses_plus.functional.checked_cross_entropy`):
+        ``(grad, log p_y)`` (``l_y`` for log-probabilities), or None for the general path
+        (other inputs, or a failed check, which it then names). Call it only where
+        :meth:`plain_settings` holds and there is no ``sample_weight``.
         ``overwrite``: the guesses are scratch, the gradient may be written over them.
         ``columns``: the truths already mapped by :meth:`names_to_columns` (``truths`` unused).
         ``truths_scratch``: an int array of truths is the caller's own, free to overwrite."""
@@ -372,6 +374,11 @@ class SparseCategoricalCrossentropy(_Categorical):
             from_names, scratch = True, indices.dtype.itemsize == 8  # an int64 array of ours
         else:
             return None
+        if self.from_log_probs:
+            return checked_nll_with_integer_labels(
+                xp, guesses, indices, atol=LOG_PROB_ATOL, labels_checked=from_names, labels_scratch=scratch,
+                divisor=divisor, want_grad=want_grad,
+            )
         return checked_cross_entropy_with_integer_labels(
             xp, guesses, indices, labels_checked=from_names, labels_scratch=scratch, overwrite=overwrite,
             divisor=divisor, want_grad=want_grad
@@ -394,8 +401,8 @@ class SparseCategoricalCrossentropy(_Categorical):
         return numpy.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def compute(self, guesses, truths, *, sample_weight, divisor, want_grad):
-        if sample_weight is None and self._plain_settings():
-            result = self._plain(guesses, truths, divisor, want_grad)
+        if sample_weight is None and self.plain_settings():
+            result = self.plain_case(guesses, truths, divisor, want_grad)
             if result is not None:
                 grad, log_gold = result
                 return grad, array_module(log_gold).negative(log_gold, out=log_gold)

@@ -181,7 +181,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
         _check_truths(self.name, truths, lengths)
         divisor = len(guesses) if self.normalize else 1
         result = flat_truths = None
-        if self.sparse and sample_weight is None and self.scorer._plain_settings():
+        if self.sparse and sample_weight is None and self.scorer.plain_settings():
             # The plain kernel; a joined buffer becomes the gradient (no second array of its
             # size), and names are looked up sequence by sequence (no list of all labels).
             columns = self.scorer.names_to_columns(truths)
@@ -189,7 +189,7 @@ class SequenceCategoricalCrossentropy(LossCalculator):
                 flat_truths = _concatenate_truths(self.name, xp, truths, lengths, self.sparse)
             overwrite = scratch and want_grad
             joined = len(truths) > 1 and all(is_array(t) for t in truths)  # a concatenation of ours
-            result = self.scorer._plain(
+            result = self.scorer.plain_case(
                 batch, flat_truths, divisor, want_grad, overwrite=overwrite, columns=columns, truths_scratch=joined
             )
             if result is not None:

@@ -1,14 +1,17 @@
-"""The common case of the sparse cross-entropy, its input checks folded in: one pass, one transfer.
+"""The common cases of the sparse cross-entropy, their input checks folded in: one transfer.
 
 Probabilities against plain integer labels (no weights, masks, smoothing or
 logits) are what a spaCy tagger or textcat hands a loss on every step. The
-kernel here computes their gradient ``(p - onehot) / divisor`` and the row
+kernels here compute their gradient ``(p - onehot) / divisor`` and the row
 log-likelihoods with the bits of
-:func:`~thinc_losses_plus.functional.softmax.softmax_cross_entropy_with_integer_labels`,
-and checks the guesses and labels on the way, folded into one device
-boolean: a failed check returns None, and the caller's general path then
-finds and names the problem.
+:func:`~thinc_losses_plus.functional.softmax.softmax_cross_entropy_with_integer_labels`
+(and, for log-probability guesses, the gradient ``-onehot / divisor`` of
+:func:`~thinc_losses_plus.functional.nll.nll_with_integer_labels`), and check
+the guesses and labels on the way, folded into one device boolean: a
+failed check returns None, and the caller's general path then finds and
+names the problem.
 """
+import math
 from typing import Optional
 
 import numpy
@@ -29,22 +32,56 @@ _PLANS = {}
 
 def _plain_plan(xp, n: int, c: int, dtype, divisor: float):
     """What the plain kernel derives from the shapes: the ones vector, the row starts, the
-    reciprocal of ``divisor`` (where exact), the row-sum tolerance, and 1 and ``EPS`` as
-    scalars of the guesses' dtype (the values a Python float takes in their ufuncs, without
-    its conversion each call); numpy's are cached."""
+    reciprocal of ``divisor`` (where exact), the bounds a row sum must lie in (see
+    :func:`sum_bounds`), and 1 and ``EPS`` as scalars of the guesses' dtype (the values a
+    Python float takes in their ufuncs, without its conversion each call); numpy's are cached."""
     key = (n, c, dtype.char, divisor)
     plan = _PLANS.get(key) if xp is numpy else None
     if plan is None:
         scalar = dtype.type
         inverse = exact_reciprocal(divisor) if divisor != 1 else None
         inverse = None if inverse is None else scalar(inverse)  # a power of two: exact in the dtype
-        tolerance = distribution_tolerance(c, dtype)
-        plan = (ones_vector(xp, c, dtype), row_starts(xp, n, c), inverse, tolerance, scalar(1.0), scalar(EPS))
+        low, high = sum_bounds(distribution_tolerance(c, dtype), dtype)
+        plan = (ones_vector(xp, c, dtype), row_starts(xp, n, c), inverse, low, high, scalar(1.0), scalar(EPS))
         if xp is numpy:
             if len(_PLANS) > 64:
                 _PLANS.clear()
             _PLANS[key] = plan
     return plan
+
+
+def sum_bounds(atol: float, dtype):
+    """``(low, high)``, scalars of ``dtype``: a row sum ``s`` of that dtype passes
+    ``low <= s <= high`` exactly when it passes the check of
+    :func:`~thinc_losses_plus.functional.softmax.check_distributions`,
+    ``|s - 1| <= atol`` computed in the dtype (``atol`` rounded to it).
+
+    ``s -> s - 1`` (rounded) is monotone, so the sums that pass form an
+    interval of the dtype's numbers; its ends are found by bisection over
+    their bit patterns. Two reductions (a min and a max) then replace the
+    check's three operations (subtract, abs, max).
+    """
+    scalar = numpy.dtype(dtype).type
+    one, a = scalar(1.0), scalar(atol)
+    with numpy.errstate(over="ignore"):
+        low = _first(lambda s: s - one >= -a, scalar(0.0), one, scalar)
+        high = _first(lambda s: not (s - one <= a), one, scalar(numpy.finfo(scalar).max), scalar)
+    return low, numpy.nextafter(high, scalar(0.0))
+
+
+def _first(passes, lo, hi, scalar):
+    """The least number ``x`` of ``scalar``'s type in ``(lo, hi]`` with ``passes(x)`` (a
+    predicate false at ``lo``, true at ``hi``, monotone), by bisection over the bit patterns
+    of non-negative numbers (ordered as the numbers are)."""
+    as_int = numpy.dtype(f"int{8 * numpy.dtype(scalar).itemsize}").type
+    lo_bits, hi_bits = int(numpy.asarray(lo).view(as_int)), int(numpy.asarray(hi).view(as_int))
+    while hi_bits - lo_bits > 1:
+        mid = (lo_bits + hi_bits) // 2
+        if passes(numpy.asarray(as_int(mid)).view(scalar)[()]):
+            hi_bits = mid
+        else:
+            lo_bits = mid
+    return numpy.asarray(as_int(hi_bits)).view(scalar)[()]
 
 
 def checked_cross_entropy_with_integer_labels(
@@ -75,20 +112,8 @@ def checked_cross_entropy_with_integer_labels(
     ``(N,)`` integers (not uint64).
     """
     n, c = probs.shape
-    ones, starts, inverse, atol, one, eps = _plain_plan(xp, n, c, probs.dtype, divisor)
-    ok = None
-    if not labels_checked:
-        bits = 8 * labels.dtype.itemsize
-        if labels.dtype.kind == "u":
-            ok = labels.max() < c
-        elif c <= 1 << (bits - 1):
-            # Read as unsigned, a negative label is at least 2**(bits-1) >= C: one
-            # max checks both bounds.
-            ok = labels.view(_UNSIGNED[labels.dtype.itemsize]).max() < c
-        else:
-            # Every non-negative value of the dtype is below C (int8 labels, 300
-            # classes): a negative label read as unsigned could be below C.
-            ok = labels.min() >= 0
+    ones, starts, inverse, low_sum, high_sum, one, eps = _plain_plan(xp, n, c, probs.dtype, divisor)
+    ok = None if labels_checked else _labels_in_range(labels, c)
     grad = None
     if want_grad and xp is numpy and probs.nbytes > STREAM_BYTES and not overwrite:
         grad = numpy.empty_like(probs)
@@ -104,8 +129,7 @@ def checked_cross_entropy_with_integer_labels(
     else:
         low = probs.min()
         sums = probs @ ones
-    sums -= one
-    good = (low >= 0) & (xp.abs(sums, out=sums).max() <= atol)
+    good = (low >= 0) & (sums.min() >= low_sum) & (sums.max() <= high_sum)  # NaN fails every test
     del sums  # peak memory: the gradient and three (N,) arrays
     if not (good if ok is None else good & ok):
         return None
@@ -125,6 +149,57 @@ def checked_cross_entropy_with_integer_labels(
             _scaled(xp, gold, divisor, inverse, gold)
         grad.reshape(-1)[flat] = gold
     return grad, log_gold
+
+
+def checked_nll_with_integer_labels(
+    xp, log_probs, labels, *, atol: float, labels_checked: bool = False, labels_scratch: bool = False,
+    divisor: float = 1, want_grad: bool = True,
+):
+    """The common case of :func:`~thinc_losses_plus.functional.nll.nll_with_integer_labels`,
+    checks included: log-probabilities ``l`` against plain labels.
+
+    The gradient ``-onehot / divisor`` (exact, with respect to the
+    log-probabilities) and ``l_y`` of each row (the negated row loss), with
+    the bits of the general function. Its checks: ``l`` finite and at most
+    ``atol`` (a min and a max: ``-inf`` fails the first, NaN and ``+inf`` the
+    second), labels in ``[0, C)`` unless ``labels_checked``, folded into one
+    device boolean; None when one fails. ``labels_scratch`` as in
+    :func:`checked_cross_entropy_with_integer_labels`.
+    """
+    n, c = log_probs.shape
+    ok = None if labels_checked else _labels_in_range(labels, c)
+    good = (log_probs.min() > -math.inf) & (log_probs.max() <= atol)
+    if not (good if ok is None else good & ok):
+        return None
+    starts = row_starts(xp, n, c)
+    if labels_scratch:
+        flat = labels
+        flat += starts
+    else:
+        flat = starts + labels
+    gold = log_probs.reshape(-1)[flat]
+    grad = None
+    if want_grad:
+        grad = xp.zeros_like(log_probs)
+        # -1 / divisor in the dtype: the general path's grad[rows, labels] = -1, then grad /= divisor
+        minus = numpy.divide(numpy.full((), -1.0, dtype=log_probs.dtype), divisor) if divisor != 1 else -1.0
+        grad.reshape(-1)[flat] = float(minus)
+    return grad, gold
+
+
+def _labels_in_range(labels, c: int):
+    """``0 <= labels < c`` as one device boolean, from one reduction."""
+    dtype = labels.dtype
+    if dtype.kind == "u":
+        return labels.max() < c
+    unsigned = _UNSIGNED[dtype.itemsize]
+    if c <= 1 << (8 * dtype.itemsize - 1):
+        # Read as unsigned, a negative label is at least 2**(bits-1) >= C: one
+        # max checks both bounds.
+        return labels.view(unsigned).max() < c
+    # Every non-negative value of the dtype is below C (int8 labels, 300
+    # classes): a negative label read as unsigned could be below C.
+    return labels.min() >= 0
 
 
 def _scaled(xp, x, divisor: float, inverse: Optional[float], out):
