@@ -145,3 +145,54 @@ def test_with_columns_checks_dict_weights_against_the_labels():
     assert bound.labels() == ["PER", "O"]
     with pytest.raises(ValueError, match="unknown labels: \\['PER'\\]"):
         loss_calc.with_columns(["B-LOC", "O"], ["LOC", "O"])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (64, 23), (5, 300)])
+def test_column_sums_of_the_transposed_copy_are_the_left_to_right_row_sums(shape):
+    from thinc_losses_plus.functional.transition import sequential_column_sums, sequential_row_sums
+
+    x = numpy.random.default_rng(1).random(shape) * 10.0 ** numpy.random.default_rng(2).integers(-8, 8, shape)
+    numpy.testing.assert_array_equal(
+        sequential_column_sums(numpy, numpy.ascontiguousarray(x.T)).view("int64"), sequential_row_sums(numpy, x).view("int64")
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradient_is_c_contiguous_in_the_guesses_dtype(dtype):
+    scores, acceptable = random_batch(0)
+    grad, _ = PartialLabelCrossentropy()(scores.astype(dtype), acceptable)
+    assert grad.dtype == dtype and grad.flags.c_contiguous
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+@pytest.mark.parametrize("with_invalid", [False, True])
+def test_row_blocks_and_the_transposed_copy_give_the_same_bits(monkeypatch, gamma, with_invalid):
+    """Past TRANSPOSE_COLUMNS the loss runs on row blocks; both layouts give each element the
+    same operations. Forced both ways on one batch (several blocks, a ragged last one)."""
+    from thinc_losses_plus.functional import transition as F
+
+    rng = numpy.random.default_rng(4)
+    scores = rng.normal(size=(203, 37)) * 4
+    acceptable = rng.random(scores.shape) < 0.2
+    acceptable[::9] = False
+    valid = (rng.random(scores.shape) < 0.9) | acceptable if with_invalid else None
+    weights = rng.random(203)
+    results = {}
+    for columns, block in ((10**6, F.BLOCK_ELEMENTS), (0, 37 * 16 + 5)):
+        monkeypatch.setattr(F, "TRANSPOSE_COLUMNS", columns)
+        monkeypatch.setattr(F, "BLOCK_ELEMENTS", block)
+        results[columns] = F.partial_label_cross_entropy(
+            numpy, scores, acceptable, valid=valid, row_weights=weights, gamma=gamma, divisor=3.0
+        )
+    (g1, l1), (g2, l2) = results.values()
+    assert g1.flags.c_contiguous and g2.flags.c_contiguous
+    numpy.testing.assert_array_equal(g1.view("int64"), g2.view("int64"))
+    numpy.testing.assert_array_equal(l1.view("int64"), l2.view("int64"))
+    assert numpy.isfinite(g1).all() and (g1[::9] == 0).all()
+
+
+@pytest.mark.parametrize("c", [300, 1000])
+def test_wide_batches_keep_the_bits_of_spacys_cpu_log_loss(c):
+    scores, acceptable = random_batch(1, n=40, c=c)
+    grad = PartialLabelCrossentropy(normalize=False).get_grad(scores, acceptable)
+    numpy.testing.assert_array_equal(grad.view("int32"), cpu_log_loss(scores, acceptable).view("int32"))

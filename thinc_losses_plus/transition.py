@@ -247,13 +247,13 @@ class PartialLabelCrossentropy(LossCalculator):
         if valid is not None and (not flags or bool(flags[1])):
             valid = None
         row_weights = self._row_weights(acceptable, weights, c, xp)
+        work_dtype = "float32" if guesses.dtype.itemsize < 4 else guesses.dtype
         grad, losses = partial_label_cross_entropy(
             xp, guesses, acceptable, valid=valid, row_weights=row_weights, gamma=self.gamma,
-            divisor=divisor, want_grad=want_grad, all_gold=all_gold,
+            divisor=divisor, want_grad=want_grad, all_gold=all_gold, grad_dtype=work_dtype,
         )
-        work_dtype = "float32" if guesses.dtype.itemsize < 4 else guesses.dtype
         if grad is not None:
-            grad = restore_dtype(grad.astype(work_dtype), guesses)
+            grad = restore_dtype(grad, guesses)
         return grad, losses.astype(work_dtype)
 
     def _row_weights(self, acceptable, weights, n_classes: int, xp):
