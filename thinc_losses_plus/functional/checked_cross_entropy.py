@@ -138,12 +138,25 @@ def checked_cross_entropy_with_integer_labels(
         flat += starts
     else:
         flat = starts + labels
+    if want_grad and not overwrite:
+        # The label entries of the gradient first, then log p_y from a second gather: one
+        # (N,) array alive at a time besides the flat index (peak memory at textcat sizes).
+        if grad is None:
+            grad = _scaled(xp, probs, divisor, inverse, None)
+        gold = probs.reshape(-1)[flat]
+        gold -= one
+        if divisor != 1:
+            _scaled(xp, gold, divisor, inverse, gold)
+        grad.reshape(-1)[flat] = gold
+        del gold
+        log_gold = probs.reshape(-1)[flat]
+        log_gold += eps
+        return grad, xp.log(log_gold, out=log_gold)
     gold = probs.reshape(-1)[flat]
     log_gold = gold + eps
     xp.log(log_gold, out=log_gold)
-    if want_grad:
-        if grad is None:
-            grad = _scaled(xp, probs, divisor, inverse, probs if overwrite else None)
+    if want_grad:  # over the guesses: p_y is read before they are
+        grad = _scaled(xp, probs, divisor, inverse, probs)
         gold -= one
         if divisor != 1:
             _scaled(xp, gold, divisor, inverse, gold)
