@@ -114,8 +114,8 @@ def _batch_loss(factory):
 
 def _entries():
     entries = [
-        Entry(NAME, "4096x50, vs PyTorch", _calculator(4096, 50), targets={"torch": 1.0}),
-        Entry(NAME, "32768x1000, vs PyTorch", _calculator(32768, 1000), targets={"torch": 1.0}),
+        Entry(NAME, "4096x50, vs PyTorch", _calculator(4096, 50), targets={"torch": 1.0}, memory=True, memory_target=1.1),
+        Entry(NAME, "32768x1000, vs PyTorch", _calculator(32768, 1000), targets={"torch": 1.0}, memory=True, memory_target=1.1),
     ]
     try:
         import spacy  # noqa: F401
