@@ -119,3 +119,46 @@ def test_kernels_leave_labels_out_of_range_to_the_general_path(labels):
     labels = numpy.asarray(labels)
     assert checked_cross_entropy_with_integer_labels(numpy, p, labels) is None
     assert checked_nll_with_integer_labels(numpy, numpy.log(p), labels, atol=LOG_PROB_ATOL) is None
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("divisor", [1, 256, 3])
+@pytest.mark.parametrize("scale", [2.0, 300.0])  # a span under SAFE_RANGE (one shift), and over it (per row)
+@pytest.mark.parametrize("want_grad", [True, False])
+def test_logits_kernel_gives_the_general_functions_bits(shape, dtype, divisor, scale, want_grad):
+    from thinc_losses_plus.functional.checked_cross_entropy import checked_softmax_cross_entropy_with_integer_labels
+    from thinc_losses_plus.functional.softmax import softmax_cross_entropy_with_integer_labels
+
+    n, c = shape
+    rng = numpy.random.default_rng(5)
+    z = (rng.normal(size=(n, c)) * scale).astype(dtype)
+    y = rng.integers(0, c, size=n)
+    before = z.copy()
+    grad, log_gold = checked_softmax_cross_entropy_with_integer_labels(
+        numpy, z, y.astype("int32"), divisor=divisor, want_grad=want_grad
+    )
+    span = float(z.max()) - float(z.min())
+    ref_grad, ref_losses = softmax_cross_entropy_with_integer_labels(
+        numpy, z.copy(), y, from_logits=True, span=span, divisor=divisor, want_grad=want_grad
+    )
+    assert (-log_gold).tobytes() == ref_losses.tobytes()
+    if want_grad:
+        assert grad.dtype == z.dtype and grad.flags.c_contiguous and grad.tobytes() == ref_grad.tobytes()
+    else:
+        assert grad is None and ref_grad is None
+    assert z.tobytes() == before.tobytes(), "the logits are not written"
+
+
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf, -numpy.inf])
+def test_logits_kernel_leaves_non_finite_logits_to_the_general_path(bad):
+    from thinc_losses_plus.categorical import SparseCategoricalCrossentropy
+    from thinc_losses_plus.functional.checked_cross_entropy import checked_softmax_cross_entropy_with_integer_labels
+
+    z = numpy.zeros((4, 5), dtype="float32")
+    z[2, 2] = bad
+    labels = numpy.zeros(4, dtype="int64")
+    assert checked_softmax_cross_entropy_with_integer_labels(numpy, z, labels) is None
+    assert checked_softmax_cross_entropy_with_integer_labels(numpy, numpy.zeros((4, 5)), labels - 1) is None
+    with pytest.raises(ValueError, match="SparseCategoricalCrossentropy.*guesses.*NaN or infinite"):
+        SparseCategoricalCrossentropy(from_logits=True)(z, labels)

@@ -24,7 +24,11 @@ import numpy
 from ._checks import call_error, check_bool, check_float, setting_error
 from ._core import ELEMENTS, EXAMPLES, WEIGHTS, LossCalculator
 from ._inputs import Checks, array_module, as_compute_dtype, float_array, is_array, prepare_sample_weight, restore_dtype
-from .functional.checked_cross_entropy import checked_cross_entropy_with_integer_labels, checked_nll_with_integer_labels
+from .functional.checked_cross_entropy import (
+    checked_cross_entropy_with_integer_labels,
+    checked_nll_with_integer_labels,
+    checked_softmax_cross_entropy_with_integer_labels,
+)
 from .functional.divergence import kl_divergence
 from .functional.focal import softmax_focal_cross_entropy, softmax_focal_cross_entropy_with_integer_labels
 from .functional.nll import nll, nll_with_integer_labels
@@ -319,12 +323,11 @@ class SparseCategoricalCrossentropy(_Categorical):
         return LossCalculator.__call__(self, guesses, truths, sample_weight=sample_weight)
 
     def plain_settings(self) -> bool:
-        """Whether the settings are those of :meth:`plain_case`: probabilities or
-        log-probabilities, no smoothing, class weights or weighted reduction."""
+        """Whether the settings are those of :meth:`plain_case`: no smoothing, class
+        weights or weighted reduction."""
         labels = self.labels
         return (
             not self.label_smoothing
-            and not self.from_logits
             and labels.class_weights is None
             and getattr(self, "reduction", EXAMPLES) != WEIGHTS
         )
@@ -374,6 +377,11 @@ class SparseCategoricalCrossentropy(_Categorical):
             from_names, scratch = True, indices.dtype.itemsize == 8  # an int64 array of ours
         else:
             return None
+        if self.from_logits:
+            return checked_softmax_cross_entropy_with_integer_labels(
+                xp, guesses, indices, labels_checked=from_names, labels_scratch=scratch, divisor=divisor,
+                want_grad=want_grad,
+            )
         if self.from_log_probs:
             return checked_nll_with_integer_labels(
                 xp, guesses, indices, atol=LOG_PROB_ATOL, labels_checked=from_names, labels_scratch=scratch,

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy
 
 from .._core import exact_reciprocal
-from .softmax import EPS, distribution_tolerance, ones_vector, row_starts
+from .softmax import EPS, distribution_tolerance, ones_vector, row_starts, softmax_and_lse
 
 #: Beyond this size (numpy only) the plain kernel streams the guesses in row blocks of
 #: STREAM_ELEMENTS, so that the checks read each block from the cache the gradient's
@@ -198,6 +198,54 @@ def checked_nll_with_integer_labels(
         minus = numpy.divide(numpy.full((), -1.0, dtype=log_probs.dtype), divisor) if divisor != 1 else -1.0
         grad.reshape(-1)[flat] = float(minus)
     return grad, gold
+
+
+def checked_softmax_cross_entropy_with_integer_labels(
+    xp, logits, labels, *, labels_checked: bool = False, labels_scratch: bool = False,
+    divisor: float = 1, want_grad: bool = True,
+):
+    """The common case of :func:`~thinc_losses_plus.functional.softmax.softmax_cross_entropy_with_integer_labels`
+    with ``from_logits``, checks included: logits ``z`` against plain labels.
+
+    The gradient ``(softmax(z) - onehot) / divisor`` w.r.t. the logits and
+    ``z_y - logsumexp(z)`` of each row (the negated row loss), with the bits
+    of the general function. Its checks: the logits' span ``max - min``
+    (computed in float64; finite exactly when every logit is, and the
+    softmax's choice of shift) and, unless ``labels_checked``, labels in
+    ``[0, C)``: one transfer. None when one fails. ``labels_scratch`` as in
+    :func:`checked_cross_entropy_with_integer_labels`.
+
+    Memory: the softmax buffer becomes the gradient; besides it, the flat
+    index and two ``(N,)`` float arrays.
+    """
+    n, c = logits.shape
+    ok = None if labels_checked else _labels_in_range(labels, c)
+    high, low = logits.max(), logits.min()
+    if xp is numpy:
+        span = float(high) - float(low)
+        good = math.isfinite(span) and (ok is None or bool(ok))
+    else:  # one transfer for the span and the labels' check
+        parts = [high.astype("float64"), low.astype("float64")] + ([] if ok is None else [ok.astype("float64")])
+        values = xp.stack(parts).tolist()
+        span = values[0] - values[1]
+        good = math.isfinite(span) and (ok is None or bool(values[2]))
+    if not good:
+        return None
+    probs, lse = softmax_and_lse(xp, logits, scale=1.0 / divisor if want_grad else 1.0, span=span)
+    if labels_scratch:
+        flat = labels
+        flat += row_starts(xp, n, c)
+    else:
+        flat = row_starts(xp, n, c) + labels
+    log_gold = logits.reshape(-1)[flat]
+    log_gold -= lse
+    del lse
+    if not want_grad:
+        return None, log_gold
+    gold_p = probs.reshape(-1)[flat]  # p_y / divisor
+    gold_p -= 1.0 / divisor
+    probs.reshape(-1)[flat] = gold_p
+    return probs, log_gold
 
 
 def _labels_in_range(labels, c: int):

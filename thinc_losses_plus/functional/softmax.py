@@ -92,8 +92,28 @@ def softmax_and_lse(xp, logits, *, scale: float = 1.0, span: Optional[float] = N
     sums = row_sums(xp, probs)
     lse = xp.log(sums)
     lse += shift if shift.ndim == 0 else shift[:, 0]
-    probs *= xp.divide(scale, sums, out=sums)[:, None]
+    scale_rows(xp, probs, xp.divide(scale, sums, out=sums))
     return probs, lse
+
+
+#: numpy's ufunc buffer holds 8192 elements; a broadcast operation over a small array
+#: (a textcat's 256x10) fills one of the array's own size, which doubles its peak memory.
+SMALL_BUFFER = 64
+
+
+def scale_rows(xp, x, factors):
+    """``x *= factors[:, None]`` in place. For a numpy array smaller than numpy's ufunc
+    buffer, under a buffer of :data:`SMALL_BUFFER` elements: the same products, without
+    a buffer of the array's size (the peak memory of a small batch)."""
+    if xp is numpy and x.size <= numpy.getbufsize():
+        old = numpy.setbufsize(SMALL_BUFFER)
+        try:
+            numpy.multiply(x, factors[:, None], out=x)
+        finally:
+            numpy.setbufsize(old)
+        return x
+    x *= factors[:, None]
+    return x
 
 
 def rowwise_weighted_log_sum(xp, guesses, weights, *, lse=None):
