@@ -129,9 +129,15 @@ def checked_cross_entropy_with_integer_labels(
     else:
         low = probs.min()
         sums = probs @ ones
-    good = (low >= 0) & (sums.min() >= low_sum) & (sums.max() <= high_sum)  # NaN fails every test
+    # NaN fails every test. On the host, Python's `and` (numpy's booleans convert for free);
+    # on a device, one boolean, one transfer.
+    if xp is numpy:
+        good = low >= 0 and sums.min() >= low_sum and sums.max() <= high_sum and (ok is None or ok)
+    else:
+        good = (low >= 0) & (sums.min() >= low_sum) & (sums.max() <= high_sum)
+        good = bool(good if ok is None else good & ok)
     del sums  # peak memory: the gradient and three (N,) arrays
-    if not (good if ok is None else good & ok):
+    if not good:
         return None
     if labels_scratch:
         flat = labels
