@@ -162,3 +162,38 @@ def test_logits_kernel_leaves_non_finite_logits_to_the_general_path(bad):
     assert checked_softmax_cross_entropy_with_integer_labels(numpy, numpy.zeros((4, 5)), labels - 1) is None
     with pytest.raises(ValueError, match="SparseCategoricalCrossentropy.*guesses.*NaN or infinite"):
         SparseCategoricalCrossentropy(from_logits=True)(z, labels)
+
+
+class _DeviceLike:
+    """numpy under another name: the kernels take their device branches (``xp is not numpy``)."""
+
+    def __getattr__(self, name):
+        return getattr(numpy, name)
+
+    @staticmethod
+    def stack(arrays):  # a device array, whose one .tolist() is the transfer
+        from test_device_transfers import Counting
+
+        return numpy.stack(arrays).view(Counting)
+
+
+@pytest.mark.parametrize("kernel", ["probabilities", "logits", "log_probs"])
+def test_each_kernel_makes_one_transfer_on_a_device(kernel):
+    from test_device_transfers import Counting
+
+    from thinc_losses_plus.categorical import LOG_PROB_ATOL
+    from thinc_losses_plus.functional import checked_cross_entropy as K
+
+    p, y = _probabilities(64, 7, "float32")
+    guesses = {"probabilities": p, "logits": numpy.log(p) * 3, "log_probs": numpy.log(p)}[kernel]
+    call = {
+        "probabilities": K.checked_cross_entropy_with_integer_labels,
+        "logits": K.checked_softmax_cross_entropy_with_integer_labels,
+        "log_probs": lambda xp, g, t, **kw: K.checked_nll_with_integer_labels(xp, g, t, atol=LOG_PROB_ATOL, **kw),
+    }[kernel]
+    expected = call(numpy, guesses, y, divisor=64)
+    Counting.conversions = 0
+    result = call(_DeviceLike(), guesses.view(Counting), y.view(Counting), divisor=64)
+    assert Counting.conversions == 1, "the checks fold into one transfer"
+    for a, b in zip(result, expected):
+        assert numpy.asarray(a).tobytes() == b.tobytes()
