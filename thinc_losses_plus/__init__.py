@@ -6,8 +6,8 @@ Nothing is registered at import: the calculators reach Thinc's (and spaCy's)
 """
 from ._core import LossCalculator
 from .categorical import CategoricalCrossentropy
-from .categorical import CategoricalFocalCrossentropy
-from .categorical import KLDivergence
+from .categorical_focal import CategoricalFocalCrossentropy
+from .distillation import KLDivergence
 from .sequence import SequenceCategoricalCrossentropy
 from .categorical import SparseCategoricalCrossentropy
 # binary (sigmoid family)

@@ -11,9 +11,11 @@ from typing import Any, Dict, List, Optional, Union
 from thinc.loss import Loss
 
 from .binary import BinaryCrossentropy, BinaryFocalCrossentropy
-from .categorical import CategoricalCrossentropy, CategoricalFocalCrossentropy, KLDivergence, SparseCategoricalCrossentropy
+from .categorical import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from .categorical_focal import CategoricalFocalCrossentropy
 from .combine import WeightedSum
 from .ctc import CTC
+from .distillation import KLDivergence
 from .imbalance import AsymmetricLoss, Dice, GeneralizedCrossentropy, Tversky
 from .embedding import CosineDistance, CosineEmbedding, MaximumMeanDiscrepancy, TripletMargin
 from .likelihood import GaussianNLL, PoissonNLL
