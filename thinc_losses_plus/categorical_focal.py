@@ -111,12 +111,14 @@ class CategoricalFocalCrossentropy(_Categorical):
             if not self.label_smoothing:  # one-hot targets: the O(N) kernel
                 weights = self._weights(batch, sample_weight, scale=self.alpha)
                 span = batch.run()
+                del batch  # and with it the checks' diagnostics (row sums of N): peak memory
                 grad, losses = softmax_focal_cross_entropy_with_integer_labels(
                     xp, work, indices, span=span, weights=weights, missing=missing, negative=negative, **settings
                 )
                 return restore_dtype(grad, guesses), losses
         weights = self._weights(batch, sample_weight, scale=self.alpha)
         span = batch.run()
+        del batch  # as above
         if indices is not None:
             off = self.label_smoothing / (c - 1)
             target = xp.full((n, c), off, dtype=work.dtype)
