@@ -6,8 +6,7 @@ from typing import Optional
 
 import numpy
 
-from .focal import scale_rows
-from .softmax import BLOCK_ELEMENTS, EPS, row_sums, softmax_and_lse
+from .softmax import BLOCK_ELEMENTS, EPS, row_sums, scale_rows, softmax_and_lse
 
 
 def kl_divergence(
@@ -38,7 +37,7 @@ def kl_divergence(
     row terms are summed in blocks of rows (:data:`KL_BLOCKS` of them at
     most), with two temporaries of a block each (``log q`` recomputed per
     block, then ``log t - log q``); the losses go over the rows of ``lse``;
-    the rows of ``q`` are scaled by ``sum(t)`` with :func:`~.focal.scale_rows`.
+    the rows of ``q`` are scaled by ``sum(t)`` with :func:`~thinc_losses_plus.functional.softmax.scale_rows`.
     """
     n, c = guesses.shape
     softmax = from_logits or temperature != 1.0

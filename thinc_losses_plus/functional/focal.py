@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy
 
-from .softmax import BLOCK_ELEMENTS, EPS, mask_and_weight_rows, row_starts, row_sums, softmax_and_lse
+from .softmax import BLOCK_ELEMENTS, EPS, mask_and_weight_rows, row_starts, row_sums, scale_rows, softmax_and_lse
 
 
 def focal_not_label(xp, p_y, w_y, gamma: float):
@@ -154,7 +154,7 @@ def softmax_focal_cross_entropy_with_integer_labels(
     only array of the guesses' size; the label entries are read and written
     through flat indices ``i * C + y`` (``take``/``put``: no 2-d fancy
     indexing), the row vectors reuse each other's buffers (at most four of N
-    at a time); see :func:`scale_rows` for the scaling of the rows.
+    at a time); see :func:`~thinc_losses_plus.functional.softmax.scale_rows` for the scaling of the rows.
     """
     n, c = guesses.shape
     if not guesses.flags.c_contiguous:  # flat indices need C order (the calculators' always is)
@@ -219,32 +219,6 @@ def softmax_focal_cross_entropy_with_integer_labels(
     if grad is not None and divisor != 1:
         grad /= divisor
     return mask_and_weight_rows(xp, grad, losses, missing, None)
-
-
-def scale_rows(xp, x, v, *, out):
-    """``out = x * v[:, None]``, the same bits either way.
-
-    numpy's broadcasting multiply allocates an iteration buffer of up to
-    ``getbufsize()`` (8192) elements: all of ``x`` at 256x10, 32 KiB at
-    4096x50. Into a separate ``out`` its ``einsum`` computes the same products
-    without one; in place (``out is x``, where einsum would copy ``x``) an array
-    smaller than the buffer is scaled with a buffer of :data:`SMALL_BUFSIZE`
-    elements (larger arrays keep numpy's: a smaller one costs them time).
-    """
-    if xp is numpy:
-        if out is not x:
-            return numpy.einsum("ij,i->ij", x, v, out=out)
-        if x.size < numpy.getbufsize():
-            old = numpy.setbufsize(SMALL_BUFSIZE)
-            try:
-                return numpy.multiply(x, v[:, None], out=out)
-            finally:
-                numpy.setbufsize(old)
-    return xp.multiply(x, v[:, None], out=out)
-
-
-#: numpy's ufunc buffer (elements) while an array smaller than the default one is scaled in place.
-SMALL_BUFSIZE = 512
 
 
 def _label_flat_indices(xp, labels, n: int, c: int):

@@ -92,28 +92,34 @@ def softmax_and_lse(xp, logits, *, scale: float = 1.0, span: Optional[float] = N
     sums = row_sums(xp, probs)
     lse = xp.log(sums)
     lse += shift if shift.ndim == 0 else shift[:, 0]
-    scale_rows(xp, probs, xp.divide(scale, sums, out=sums))
+    scale_rows(xp, probs, xp.divide(scale, sums, out=sums), out=probs)
     return probs, lse
 
 
-#: numpy's ufunc buffer holds 8192 elements; a broadcast operation over a small array
-#: (a textcat's 256x10) fills one of the array's own size, which doubles its peak memory.
-SMALL_BUFFER = 64
+def scale_rows(xp, x, v, *, out):
+    """``out = x * v[:, None]``, the same bits either way (``out`` may be ``x``).
+
+    numpy's broadcasting multiply allocates an iteration buffer of up to
+    ``getbufsize()`` (8192) elements: all of ``x`` at 256x10, 32 KiB at
+    4096x50. Into a separate ``out`` its ``einsum`` computes the same products
+    without one; in place (where einsum would copy ``x``) an array smaller
+    than the buffer is scaled under a buffer of :data:`SMALL_BUFSIZE` elements
+    (larger arrays keep numpy's: a smaller one costs them time).
+    """
+    if xp is numpy:
+        if out is not x:
+            return numpy.einsum("ij,i->ij", x, v, out=out)
+        if x.size < numpy.getbufsize():
+            old = numpy.setbufsize(SMALL_BUFSIZE)
+            try:
+                return numpy.multiply(x, v[:, None], out=out)
+            finally:
+                numpy.setbufsize(old)
+    return xp.multiply(x, v[:, None], out=out)
 
 
-def scale_rows(xp, x, factors):
-    """``x *= factors[:, None]`` in place. For a numpy array smaller than numpy's ufunc
-    buffer, under a buffer of :data:`SMALL_BUFFER` elements: the same products, without
-    a buffer of the array's size (the peak memory of a small batch)."""
-    if xp is numpy and x.size <= numpy.getbufsize():
-        old = numpy.setbufsize(SMALL_BUFFER)
-        try:
-            numpy.multiply(x, factors[:, None], out=x)
-        finally:
-            numpy.setbufsize(old)
-        return x
-    x *= factors[:, None]
-    return x
+#: numpy's ufunc buffer (elements) while an array smaller than the default one is scaled in place.
+SMALL_BUFSIZE = 256
 
 
 def rowwise_weighted_log_sum(xp, guesses, weights, *, lse=None):
