@@ -37,6 +37,13 @@ class Entry:
     grad_bytes: Optional[Callable[[], int]] = None  # default: the bytes of the gradient ours returns
     # label -> what that side computes (shown beside its row), e.g. {"thinc v3": "gradient only"}
     notes: Dict[str, str] = field(default_factory=dict)
+    # label -> what bounds that row where its target is not met (MEMORY for the memory row):
+    # listed under the table, and the memory test leaves such a row to the benchmark
+    bounds: Dict[str, str] = field(default_factory=dict)
+
+
+#: The label of an entry's peak-memory row (and its key in ``Entry.bounds``).
+MEMORY = "peak memory / gradient bytes"
 
 
 COPY_FLOOR = "numpy copy of guesses"

@@ -33,7 +33,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from harness import best_times, gradient_bytes, peak_memory  # noqa: E402
+from harness import MEMORY, best_times, gradient_bytes, peak_memory  # noqa: E402
 from spacy_overhead import kept_section  # noqa: E402  (the section spacy_overhead.py writes)
 
 THREADS = 1
@@ -80,6 +80,7 @@ def run_entry(entry, *, min_time):
                 "target": target,
                 "met": None if target is None else bool(ratio <= target),
                 "computes": entry.notes.get(label, ""),
+                "bound": entry.bounds.get(label, ""),
             }
         )
     if entry.memory:
@@ -91,11 +92,12 @@ def run_entry(entry, *, min_time):
             {
                 "name": entry.name,
                 "case": entry.case,
-                "label": "peak memory / gradient bytes",
+                "label": MEMORY,
                 "seconds": None,
                 "ratio": ratio,
                 "target": target,
                 "met": None if target is None else bool(ratio <= target),
+                "bound": entry.bounds.get(MEMORY, ""),
             }
         )
         for label, fn in fns.items():
@@ -104,7 +106,7 @@ def run_entry(entry, *, min_time):
                     {
                         "name": entry.name,
                         "case": entry.case,
-                        "label": f"{label}: peak memory / gradient bytes",
+                        "label": f"{label}: {MEMORY}",
                         "seconds": None,
                         "ratio": peak_memory(fn) / grad_bytes,
                         "target": None,
@@ -153,6 +155,18 @@ def table(rows):
             f"| {ratio} | {target} | {met} |"
         )
     return "\n".join(lines)
+
+
+def unmet(rows):
+    """The rows whose target this run missed, each with what bounds it (from the entry)."""
+    lines = []
+    for r in rows:
+        if r["met"] is False:
+            bound = r.get("bound") or "not explained: a defect to fix"
+            lines.append(f"- {r['name']} [{r['case']}], {r['label']}: {r['ratio']:.3f} (target <= {r['target']:g}). {bound}")
+    if not lines:
+        return ""
+    return "## Targets this run did not meet, and what bounds them\n\n" + "\n".join(lines) + "\n"
 
 
 def environment():
@@ -217,7 +231,8 @@ def main(argv=None):
             "Each entry runs in a fresh process; within it, the sides are timed in 5 interleaved\n"
             "rounds and each keeps its best per-call time. numpy's BLAS/OpenMP pools (threadpoolctl)\n"
             "and torch are pinned to one thread each.\n\n" + COLUMNS +
-            f"\nMachine: {machine}.\n\n" + text + "\n\n![ratios](benchmarks.png)\n"
+            f"\nMachine: {machine}.\n\n" + text + "\n\n" + (unmet(rows) + "\n" if unmet(rows) else "")
+            + "![ratios](benchmarks.png)\n"
             + (f"\n{kept}\n" if kept else "")
         )
         import chart  # matplotlib: the `docs` extra

@@ -10,7 +10,7 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from harness import COPY_FLOOR  # noqa: E402
+from harness import COPY_FLOOR, MEMORY, gradient_bytes, peak_memory  # noqa: E402
 from run import load_entries, pin_threads, table  # noqa: E402
 
 from thinc_losses_plus.entry_points import loss_names  # noqa: E402
@@ -30,6 +30,49 @@ def test_entry_runs(entry):
     assert set(entry.targets) <= set(fns), "a target names a comparison the entry does not run"
     for fn in fns.values():
         fn()
+
+
+#: Beyond this many gradient bytes an entry is left to the benchmark (32768x1000: seconds per call).
+MEMORY_TEST_BYTES = 1 << 23
+
+
+def _memory_entries():
+    """Entries with a memory target and no stated bound (``Entry.bounds[MEMORY]``), up to 4096x50."""
+    for entry in ENTRIES:
+        if entry.memory and entry.memory_target is not None and MEMORY not in entry.bounds:
+            if "32768x1000" not in entry.case:
+                yield entry
+
+
+@pytest.mark.parametrize("entry", list(_memory_entries()), ids=lambda e: f"{e.name}[{e.case}]")
+def test_peak_memory_meets_the_entrys_target(entry):
+    """SPEC section 8's memory bound, for every entry that states one: tracemalloc counts
+    bytes, not time, so the benchmark's memory rows are a test (the largest size aside)."""
+    fns = entry.setup()
+    ours = fns[entry.ours]
+    grad_bytes = entry.grad_bytes() if entry.grad_bytes else gradient_bytes(ours())
+    assert grad_bytes <= MEMORY_TEST_BYTES
+    ratio = peak_memory(ours) / grad_bytes
+    assert ratio <= entry.memory_target, f"peak memory {ratio:.3f}x the gradient, target {entry.memory_target}"
+
+
+def test_a_stated_bound_names_a_row_the_entry_has():
+    for entry in ENTRIES:
+        fns = set(entry.targets) | ({MEMORY} if entry.memory else set())
+        assert set(entry.bounds) <= fns, (entry.name, entry.case)
+
+
+def test_unmet_targets_are_listed_with_their_bounds():
+    from run import unmet
+
+    rows = [
+        {"name": "A.v1", "case": "8x2", "label": MEMORY, "ratio": 2.0, "target": 1.1, "met": False, "bound": "a lattice"},
+        {"name": "B.v1", "case": "8x2", "label": "torch", "ratio": 1.2, "target": 1.0, "met": False, "bound": ""},
+        {"name": "C.v1", "case": "8x2", "label": "torch", "ratio": 0.5, "target": 1.0, "met": True, "bound": ""},
+    ]
+    text = unmet(rows)
+    assert "A.v1 [8x2], peak memory / gradient bytes: 2.000 (target <= 1.1). a lattice" in text
+    assert "B.v1 [8x2], torch: 1.200 (target <= 1). not explained" in text and "C.v1" not in text
 
 
 def test_the_run_pins_numpy_and_torch_to_one_thread():

@@ -19,11 +19,17 @@ import numpy
 import torch
 from thinc.api import registry
 
-from harness import Entry
+from harness import MEMORY, Entry
 
 torch.set_num_threads(1)
 CORPUS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "spacy" / "corpus" / "ner_train.spacy"
 NAME = "PartialLabelCrossentropy.v1"
+#: Why the 4096x50 memory row misses SPEC's 1.1x.
+MEMORY_BOUND = (
+    "The default reproduces spaCy's cpu_log_loss bit for bit, which sums in float64: the work "
+    "arrays are float64, twice a float32 gradient each. Row blocks small enough for 1.1x (50 rows) "
+    "take 1.75x the time of the whole-batch transposed copy, slower than torch; speed was kept."
+)
 
 
 def _calculator(n, c):
@@ -114,7 +120,8 @@ def _batch_loss(factory):
 
 def _entries():
     entries = [
-        Entry(NAME, "4096x50, vs PyTorch", _calculator(4096, 50), targets={"torch": 1.0}, memory=True, memory_target=1.1),
+        Entry(NAME, "4096x50, vs PyTorch", _calculator(4096, 50), targets={"torch": 1.0}, memory=True, memory_target=1.1,
+              bounds={MEMORY: MEMORY_BOUND}),
         Entry(NAME, "32768x1000, vs PyTorch", _calculator(32768, 1000), targets={"torch": 1.0}, memory=True, memory_target=1.1),
     ]
     try:
