@@ -155,6 +155,29 @@ def focal(n, c):
     return setup
 
 
+def focal_dense(n, c):
+    """Soft target rows (a label-smoothed one-hot), the dense path."""
+
+    def setup():
+        z, _, y = _inputs(n, c)
+        t = numpy.full((n, c), 0.1 / (c - 1), dtype="float32")
+        t[numpy.arange(n), y] = 0.9
+        ours = _resolve("CategoricalFocalCrossentropy.v1", from_logits=True, gamma=2.0)
+        zt = torch.tensor(z, requires_grad=True)
+        tt = torch.tensor(t)
+
+        def torch_run():
+            zt.grad = None
+            logp = F.log_softmax(zt, dim=1)
+            loss = -(tt * (1 - logp.exp()) ** 2 * logp).sum() / n
+            loss.backward()
+            return zt.grad, loss.item()
+
+        return {"ours": lambda: ours(z, t), "torch autograd fwd+bwd": torch_run}
+
+    return setup
+
+
 def kl(n, c):
     def setup():
         z, t, _ = _inputs(n, c)
@@ -228,6 +251,8 @@ ENTRIES += [
     Entry("SequenceCategoricalCrossentropy.v4", "64 sequences x 64 tokens x 50, str labels", sequence(64, 64, 50),
           notes={"thinc v3": THINC_V3}, **BIG),
     Entry("CategoricalFocalCrossentropy.v1", "4096x50 from_logits", focal(4096, 50),
+          targets={"torch autograd fwd+bwd": 1.0}, **BIG),
+    Entry("CategoricalFocalCrossentropy.v1", "4096x50 from_logits, soft target rows", focal_dense(4096, 50),
           targets={"torch autograd fwd+bwd": 1.0}, **BIG),
     Entry("KLDivergence.v1", "4096x50 from_logits", kl(4096, 50), targets={"torch kl_div fwd+bwd": 1.0}, **BIG),
 ]
