@@ -29,8 +29,9 @@ from ._inputs import (
     float_guesses,
     restore_dtype,
 )
+from .binary import finite_guesses
 from .functional.blocks import OnePassElements, blocked_elementwise
-from .functional.sigmoid import hinge_loss, logistic_loss, multi_margin_loss
+from .functional.sigmoid import hinge_loss, logistic_loss, logistic_slots, multi_margin_loss
 from .labels import ClassWeights, LabelledColumns, LabelScheme
 
 __all__ = ["Hinge", "SquaredHinge", "LogisticLoss", "MultiMargin"]
@@ -52,6 +53,14 @@ def label_ok(t, label_format: str):
     return ok
 
 
+def label_problem(xp, t, label_format: str) -> str:
+    """The message for labels that are not all of ``label_format`` (slow path, after a failure)."""
+    if not bool(xp.isfinite(t).all()):
+        return "contains NaN or infinite values"
+    value = float(t[~label_ok(t, label_format)].reshape(-1)[0])
+    return f"must hold labels {LABELS_EXPECTED[label_format]}, got {value:g}"
+
+
 def signed_labels(checks: Checks, x, t, *, label_format: str):
     """Register the checks of scores and labels; return the labels as signs -1/+1.
 
@@ -65,18 +74,12 @@ def signed_labels(checks: Checks, x, t, *, label_format: str):
     ``buf`` (:func:`~thinc_losses_plus.functional.blocks.blocked_elementwise`):
     no array of the labels' size is made.
     """
-    checks.finite("guesses", x)
+    finite_guesses(checks, x)
     if not t.size:
         return t
     xp = checks.xp
 
-    def describe() -> str:  # slow path, after a failure: recompute what is wrong
-        if not bool(xp.isfinite(t).all()):
-            return "contains NaN or infinite values"
-        value = float(t[~label_ok(t, label_format)].reshape(-1)[0])
-        return f"must hold labels {LABELS_EXPECTED[label_format]}, got {value:g}"
-
-    checks.fail_if(~label_ok(t, label_format).all(), "truths", describe)
+    checks.fail_if(~label_ok(t, label_format).all(), "truths", lambda: label_problem(xp, t, label_format))
     if label_format == "signed":
         return t
     if label_format == "binary":
@@ -279,20 +282,16 @@ class LogisticLoss(OnePassElements, ElementwiseRows, LossCalculator):
         checks = Checks(self.name, array_module(x))
         xp = checks.xp
         signs = signed_labels(checks, x, t, label_format=self.label_format)
-        negated = self.label_format == "binary" and bool(t.size)
-        if negated:  # -y = 1 - 2t block by block, exactly -(2t - 1): two operations fewer per block
-
-            def minus_signs(rows, buf):
-                minus = xp.multiply(t[rows], -2.0, out=buf)
-                minus += 1.0
-                return minus
-
-            signs = minus_signs
+        # 0/1 labels: -y = 1 - 2t is applied on the sign bits, made from t in the maths itself
+        # (logistic_loss's binary_labels): no array of signs, one scratch slot fewer per block.
+        binary = self.label_format == "binary" and bool(t.size)
+        if binary:
+            signs = t
         weights = elementwise_weights(self.name, sample_weight, guesses, x, checks)
         with numpy.errstate(all="ignore"):  # bad inputs and overflows are reported by the checks below
             grad, per_example = blocked_elementwise(
-                xp, logistic_loss, x, signs, weights=weights, divisor=divisor, want_grad=want_grad, n_slots=3,
-                negated=negated, terms=xp.empty_like(x) if want_terms else None,
+                xp, logistic_loss, x, signs, weights=weights, divisor=divisor, want_grad=want_grad,
+                n_slots=logistic_slots(xp), binary_labels=binary, terms=xp.empty_like(x) if want_terms else None,
             )
         check_loss_overflow(checks, per_example)
         checks.run()

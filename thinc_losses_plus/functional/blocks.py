@@ -8,14 +8,18 @@ fresh pages cost more than the arithmetic on it. So the maths runs on
 blocks of rows: every temporary is one block, the gradient is written in
 place block by block, and each row's loss is reduced while its block is
 in cache. The temporaries of the first blocks live in the gradient's own
-rows that are still to be written (:func:`scratch_blocks`), so few blocks
-are needed (each costs a Python call per operation) and the buffers a call
-allocates besides the gradient stay at about 5% of it.
+rows that are still to be written (:func:`scratch_blocks`), those of the
+last ones in one buffer the call allocates (the pool, which lends pieces to
+any block that needs them), so few blocks are needed (each costs a Python
+call per operation) and the buffers a call allocates besides the gradient
+stay at about 5% of it at 4096x50. The pool is the fewest rows that give the
+blocks the floor below would (:func:`block_plan`, once per shape).
 
 Blocking changes no bit: an elementwise operation gives each element the
 same value whatever block it is in (the blocks of a C-contiguous array are
 C-contiguous: the same loops run), and a row's reduction sees its whole row.
 """
+import functools
 import math
 
 import numpy
@@ -43,9 +47,12 @@ BLOCK_ELEMENTS = 1 << 17
 SCRATCH_SHARE = 20
 #: Elements of one scratch buffer at least: a small batch (a textcat's 256x10)
 #: runs in two or three blocks, not a dozen, since each block costs a Python
-#: call per operation (a dozen made a 256x10 focal loss 7x slower). The bound
-#: at such sizes is SPEC's 1.5x, which a handful of fixed (N,) arrays already
-#: costs; at 4096x50 the share above is larger than this floor.
+#: call per operation (a dozen made a 256x10 focal loss 7x slower). The pool
+#: is then cut to the fewest rows giving as many blocks (at 256x10, three slots:
+#: 0.86x the gradient instead of 1.2x); SPEC's 1.5x there would take 5 blocks or
+#: more with three slots (a pool of at most 0.25x the gradient beside the
+#: per-example losses and numpy's temporaries). At 4096x50 the share above is
+#: larger than this floor.
 MIN_BLOCK_ELEMENTS = 1 << 10
 
 
@@ -84,6 +91,11 @@ def row_total(xp, x, weights=None, out=None):
     total = einsum("ij->i", x, **into)
     total *= weights.reshape(-1)
     return total
+
+
+def _spread(out, w):
+    out[...] = w
+    return out
 
 
 def _put(out, x):
@@ -128,35 +140,85 @@ def per_block(value, rows, buf):
 def scratch_blocks(xp, work, n_slots: int):
     """``(rows, scratch)`` for each block of rows of ``work``, an array written block by block.
 
-    ``scratch`` is a list of ``n_slots`` arrays of the block's shape. While
-    much of ``work`` is still to be written, they are views of its rows
-    beyond the block (free until their own turn comes): each block then
-    takes ``1 / (n_slots + 1)`` of the rows left, up to ``BLOCK_ELEMENTS``
-    per slot, so that even under the memory bound a batch of 4096x50 needs
-    about a dozen blocks, not dozens (each block costs a few Python calls
-    per operation). The last rows share ``n_slots`` buffers of
-    :func:`block_rows` rows. A block's scratch is free once the next block
-    is asked for; the caller writes only the block's own rows of ``work``.
+    ``scratch`` is a list of ``n_slots`` arrays of the block's shape: views of
+    ``work``'s rows beyond the block (free until their own turn comes) or
+    pieces of one buffer that the call allocates (the pool), whichever gives
+    the largest block: a block of ``b`` rows with ``j`` pieces from the pool
+    needs ``(n_slots - j + 1) b`` rows still to be written and ``j b`` rows of
+    the pool. While much of ``work`` is still to be written a block takes
+    ``1 / (n_slots + 1)`` of it (up to ``BLOCK_ELEMENTS`` per slot), so that
+    even under the memory bound a batch of 4096x50 needs about a dozen blocks,
+    not dozens (each block costs a few Python calls per operation); the pool
+    then lends pieces to the last blocks (the last one takes the pool alone).
+    The pool has at most ``n_slots`` x :func:`block_rows` rows, and no more
+    than the same number of blocks needs (:func:`block_plan`). A block's scratch
+    is free once the next block is asked for; the caller writes only the
+    block's own rows of ``work``.
     """
     shape = work.shape
     n = int(shape[0])
     width = max(1, math.prod(int(s) for s in shape[1:]))
     cap = max(1, BLOCK_ELEMENTS // width)
-    small = block_rows(shape, n_slots)
-    own = None
-    start = 0
-    while start < n:
-        step = min(cap, (n - start) // (n_slots + 1))
-        if step > small:
-            tail = work[start + step : start + (n_slots + 1) * step]
-            scratch = [tail[i * step : (i + 1) * step] for i in range(n_slots)]
-        else:
-            if own is None:
-                own = [xp.empty((small,) + tuple(shape[1:]), dtype=work.dtype) for _ in range(n_slots)]
-            step = min(small, n - start)
-            scratch = [buf[:step] for buf in own]
+    pool_rows, plan = block_plan(n, n_slots, block_rows(shape, n_slots) * n_slots, cap)
+    pool = None
+    for start, step, own in plan:
+        borrowed = n_slots - own
+        tail = work[start + step : start + (borrowed + 1) * step]
+        scratch = [tail[i * step : (i + 1) * step] for i in range(borrowed)]
+        if own:
+            if pool is None:
+                pool = xp.empty((pool_rows,) + tuple(shape[1:]), dtype=work.dtype)
+            scratch += [pool[i * step : (i + 1) * step] for i in range(own)]
         yield slice(start, start + step), scratch
+
+
+@functools.lru_cache(maxsize=1024)
+def block_plan(n: int, n_slots: int, most: int, cap: int):
+    """``(pool rows, ((start, rows, pieces from the pool), ...))`` of :func:`scratch_blocks` for
+    ``n`` rows, ``n_slots`` slots, a pool of at most ``most`` rows and blocks of at most ``cap``
+    rows: each block the largest the rows still to be written and the pool allow, and the pool
+    the fewest rows with which the blocks are no more than with ``most`` (the same Python
+    calls, less memory: at 256x10 with three slots 220 rows instead of 306, 0.86x the gradient
+    instead of 1.2x). Worked out once per shape (a bisection)."""
+    if n_slots == 0 or n == 0:
+        return most, _plan(n, n_slots, most, cap)
+    target = len(_plan(n, n_slots, most, cap))
+
+    def fits(pool_rows):
+        plan = _plan(n, n_slots, pool_rows, cap)
+        return plan is not None and len(plan) <= target
+
+    low, high = n_slots, most  # the last block takes n_slots pieces of the pool: one row each at least
+    while low < high:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle + 1
+    if not fits(high):  # pragma: no cover - the count is monotone in practice
+        high = most
+    return high, _plan(n, n_slots, high, cap)
+
+
+def _plan(n: int, n_slots: int, pool_rows: int, cap: int):
+    """The blocks with a pool of ``pool_rows`` rows (None if a block cannot fit: too small a pool)."""
+    plan, start = [], 0
+    while start < n:
+        left = n - start
+        step, step_own = 0, 0
+        for own in range(n_slots + 1):
+            borrowed = n_slots - own
+            rows = left // (borrowed + 1) if borrowed else left
+            if own:
+                rows = min(rows, pool_rows // own)
+            rows = min(rows, cap)
+            if rows > step:
+                step, step_own = rows, own
+        if not step:  # a pool of fewer than n_slots rows: no block fits
+            return None
+        plan.append((start, step, step_own))
         start += step
+    return tuple(plan)
 
 
 def put_terms(xp, out, loss, w):
@@ -199,6 +261,10 @@ def blocked_elementwise(
         g, loss = maths(xp, x[rows], t, out=work[rows], scratch=scratch[:n_slots], want_grad=want_grad, **settings)
         row_total(xp, loss, w, out=per_example[rows])
         if g is not None:
+            if w is not None and scratch and (w.shape != g.shape or (w.size > w.shape[-1] and 0 in w.strides)):
+                # a row or column of weights spread into the free scratch 0 first: numpy buffers
+                # a broadcast operand (8192 elements, 4% of the gradient at 4096x50); the same bits
+                w = _spread(scratch[0], w)
             finish(g, w)
         elif work is terms:
             put_terms(xp, work[rows], loss, w)

@@ -20,13 +20,32 @@ are given (the calculators run them on row blocks, writing the gradient in
 place: :func:`thinc_losses_plus.functional.blocks.blocked_elementwise`).
 At 4096x50 the cost of fresh temporaries (page faults) is comparable to
 the arithmetic, and numpy's ``clip`` is many times faster than
-``maximum``/``minimum`` or masked selects (``where``).
+``maximum``/``minimum`` or masked selects (``where``). Signs are set and
+flipped on the bits where that is exact (:func:`exp_neg_abs`,
+:func:`flip_signs`): one integer operation instead of one or two float ones.
 """
 import math
 
 import numpy
 
 from .blocks import clip_function, scratch_blocks
+
+def _numpy_log1p_is_vectorised() -> bool:
+    """Whether numpy's ``log1p`` runs vectorised on this CPU (AVX512_SKX: numpy's SVML loops,
+    numpy >= 1.22), as fast as its ``log`` (on AVX2 machines it is a scalar loop, 3-4x slower)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__  # numpy 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__
+        except ImportError:
+            return False
+    major, minor = (int(v) for v in numpy.__version__.split(".")[:2])
+    return (major, minor) >= (1, 22) and bool(__cpu_features__.get("AVX512_SKX"))
+
+
+#: numpy's ``log1p`` is vectorised here (see :func:`log1p_small`); cupy's always is.
+NUMPY_LOG1P_IS_FAST = _numpy_log1p_is_vectorised()
 
 #: Probabilities are clipped to ``[PROB_EPS, 1 - PROB_EPS]`` (Keras' epsilon)
 #: so that ``p = 0`` or ``p = 1`` gives a finite loss and gradient; 1e-7 is
@@ -42,10 +61,37 @@ def slot(xp, scratch, i: int, like):
     return xp.empty_like(like) if scratch is None else scratch[i]
 
 
+_BITS = {4: (numpy.dtype("int32"), numpy.int32(-(2**31)), 8), 8: (numpy.dtype("int64"), numpy.int64(-(2**63)), 11)}
+
+
+def bits_type(dtype):
+    """The signed integer type of ``dtype``'s size (float32: int32, float64: int64), to view its bits."""
+    return _BITS[dtype.itemsize][0]
+
+
+def sign_bit(dtype):
+    """``dtype``'s sign bit, as an integer of :func:`bits_type` (the bits of ``-0.0``)."""
+    return _BITS[dtype.itemsize][1]
+
+
+def flip_signs(xp, x, bits, out):
+    """``x`` with its sign flipped where ``bits`` (a float array of ``x``'s shape) is ``-0.0``
+    and kept where it is ``+0.0``: an exclusive or of the bits, into ``out``; ``x * s`` exactly
+    for ``s`` of -1 or 1 (the same bits, one integer operation)."""
+    kind = bits_type(x.dtype)
+    xp.bitwise_xor(x.view(kind), bits.view(kind), out=out.view(kind))
+    return out
+
+
 def exp_neg_abs(xp, x, out=None):
-    """``exp(-|x|)``, in ``(0, 1]`` for any ``x``; a fresh array (or ``out``)."""
-    e = xp.abs(x, out=out)
-    xp.negative(e, out=e)
+    """``exp(-|x|)``, in ``(0, 1]`` for any ``x``; a fresh array (or ``out``).
+
+    ``-|x|`` is ``x`` with its sign bit set (one integer operation, the bits of
+    ``negative(abs(x))``, NaN included).
+    """
+    e = xp.empty_like(x) if out is None else out
+    kind = bits_type(x.dtype)
+    xp.bitwise_or(x.view(kind), sign_bit(x.dtype), out=e.view(kind))
     return xp.exp(e, out=e)
 
 
@@ -60,9 +106,28 @@ def softplus_parts(xp, x, scratch=None):
     True
     """
     e = exp_neg_abs(xp, x, None if scratch is None else scratch[0])
-    softplus = log1p_unit(xp, e, *(() if scratch is None else scratch[1:3]))
+    softplus = log1p_small(xp, e, *(() if scratch is None else scratch[1:3]))
     softplus += clip_function(xp)(x, 0.0, math.inf, out=None if scratch is None else scratch[2])
     return softplus, e
+
+
+def log1p_needs_buffer(xp) -> bool:
+    """Whether :func:`log1p_small` uses its ``lost`` buffer with ``xp`` (it does where it
+    falls back on :func:`log1p_unit`): a loss whose scratch slots are counted tightly asks."""
+    return xp is numpy and not NUMPY_LOG1P_IS_FAST
+
+
+def log1p_small(xp, e, out=None, lost=None):
+    """``log1p(e)`` for ``e`` in ``[0, 1]``, a fresh array (or ``out``; ``lost`` may be used on the way).
+
+    ``xp.log1p`` itself where it is vectorised (cupy; numpy on AVX512 CPUs, whose
+    SVML ``log1p`` is within 2 ulp in float32 and 1 in float64), else
+    :func:`log1p_unit` (numpy's scalar ``log1p`` loop is 3-4x slower than its
+    ``log``). Both keep full relative precision as ``e -> 0``.
+    """
+    if not log1p_needs_buffer(xp):
+        return xp.log1p(e, out=out)
+    return log1p_unit(xp, e, out, lost)
 
 
 def sigmoid_into(xp, out, x, e):
@@ -178,7 +243,7 @@ def sigmoid_cross_entropy_with_logits(
     if pos_weight is None:
         buf = xp.multiply(t, x, out=out)
     else:
-        buf = xp.multiply(pos_weight, t, out=out)  # pw t
+        buf = column_times(xp, pos_weight, t, out=xp.empty_like(t) if out is None else out)  # pw t
         scale = xp.subtract(buf, t, out=None if scratch is None else scratch[2])
         scale += 1.0  # (1 - t) + pw t
         loss *= scale
@@ -192,8 +257,20 @@ def sigmoid_cross_entropy_with_logits(
         grad -= t
     else:
         grad *= scale
-        grad -= xp.multiply(pos_weight, t, out=scale)
+        grad -= column_times(xp, pos_weight, t, out=scale)
     return grad, loss
+
+
+def column_times(xp, weights, x, out):
+    """``weights * x`` into ``out`` (``x``'s shape) for a number or a ``(1, C)`` row of
+    ``weights``: the row spread into ``out`` first, then one product without broadcasting
+    (the same bits; numpy buffers a broadcast operand, 8192 elements, 4% of the gradient at
+    4096x50, and its broadcast loop is 1.5x slower than a copy and a product)."""
+    if not hasattr(weights, "shape"):
+        return xp.multiply(weights, x, out=out)
+    out[...] = weights
+    out *= x
+    return out
 
 
 def binary_cross_entropy(
@@ -221,7 +298,7 @@ def binary_cross_entropy(
     p = clip_function(xp)(probs, eps, 1.0 - eps, out=slot(xp, scratch, 0, probs))
     rest = xp.subtract(1.0, t, out=slot(xp, scratch, 1, probs))
     loss = xp.log(p, out=slot(xp, scratch, 2, probs))
-    pt = t if pos_weight is None else xp.multiply(pos_weight, t, out=slot(xp, scratch, 3, probs))
+    pt = t if pos_weight is None else column_times(xp, pos_weight, t, out=slot(xp, scratch, 3, probs))
     loss *= pt
     buf = xp.negative(p, out=out)
     xp.log1p(buf, out=buf)
@@ -364,28 +441,86 @@ def hinge_loss(
     return grad, active
 
 
-def logistic_loss(xp, scores, signs, *, negated: bool = False, want_grad: bool = True, out=None, scratch=None):
+def logistic_loss(
+    xp,
+    scores,
+    signs,
+    *,
+    negated: bool = False,
+    sign_bits: bool = False,
+    binary_labels: bool = False,
+    want_grad: bool = True,
+    out=None,
+    scratch=None,
+):
     """Elementwise ``log(1 + exp(-y x))`` of scores ``x`` (a stable softplus); ``y`` is -1 or 1.
 
     ``negated``: ``signs`` holds ``-y`` instead (two operations fewer, the
-    same bits: ``(-y) x = -(y x)`` exactly).
+    same bits: ``(-y) x = -(y x)`` exactly). ``sign_bits``: ``signs`` holds
+    ``-y`` as a sign on zero, ``-0.0`` for ``y = 1`` and ``+0.0`` for ``y = -1``
+    (what :func:`label_sign_bits` makes of 0/1 labels): multiplying by ``-y``
+    is then flipping a sign bit (:func:`flip_signs`, the same bits).
+    ``binary_labels``: ``signs`` holds 0/1 labels ``t`` (``y = 2t - 1``), made
+    into those sign bits in the gradient's buffer and again, at the end, in a
+    scratch array that is free by then (no array of signs beside the block).
 
     Gradient with respect to the scores ``x``: ``-y s(-y x)``, finite for any score.
 
     Returns ``(grad or None, elementwise loss)``; the gradient is written
-    into ``out`` and the rest into the 3 arrays of ``scratch`` when given.
+    into ``out`` and the rest into the arrays of ``scratch`` when given: 2,
+    or 3 where :func:`log1p_needs_buffer` (:func:`logistic_slots`).
     """
-    z = xp.multiply(signs, scores, out=out)
-    if not negated:
-        xp.negative(z, out=z)
-    loss, e = softplus_parts(xp, z, scratch)
+    # z = -y x in ``out``; the loss max(z, 0) + log1p(e), e = exp(-|z|); then out becomes
+    # max(z, 0), [z > 0] and the sigmoid s(z) = max([z > 0], e) / (1 + e) in place (at
+    # z = 0, e = 1: the same as [z >= 0]), 12 passes in all with sign bits (13 from 0/1 labels).
+    if sign_bits or binary_labels:
+        kind, _, shift = _BITS[scores.dtype.itemsize]
+        z = xp.empty_like(scores) if out is None else out
+        z_bits = z.view(kind)
+        if binary_labels:  # label_sign_bits into z, then flip_signs in place
+            flips = xp.left_shift(signs.view(kind), shift, out=z_bits)
+            xp.bitwise_xor(flips, scores.view(kind), out=z_bits)
+        else:
+            flips = signs.view(kind)
+            xp.bitwise_xor(scores.view(kind), flips, out=z_bits)  # flip_signs, the views made once
+    else:
+        z = xp.multiply(signs, scores, out=out)
+        if not negated:
+            xp.negative(z, out=z)
+    e = exp_neg_abs(xp, z, slot(xp, scratch, 0, z))
+    loss = log1p_small(xp, e, slot(xp, scratch, 1, z), None if scratch is None or len(scratch) < 3 else scratch[2])
+    positive = clip_function(xp)(z, 0.0, math.inf, out=z)
+    loss += positive
     if not want_grad:
         return None, loss
-    grad = sigmoid_into(xp, z, z, e)  # in place: z is read elementwise before it is overwritten
-    grad *= signs
-    if not negated:
-        xp.negative(grad, out=grad)
+    grad = xp.greater(positive, 0, out=positive)
+    xp.maximum(grad, e, out=grad)
+    e += 1.0
+    grad /= e
+    if binary_labels:  # the sign bits again, into 1 + e (free now)
+        flips = xp.left_shift(signs.view(kind), shift, out=e.view(kind))
+    if sign_bits or binary_labels:
+        xp.bitwise_xor(z_bits, flips, out=z_bits)  # grad is z's buffer
+    else:
+        grad *= signs
+        if not negated:
+            xp.negative(grad, out=grad)
     return grad, loss
+
+
+def label_sign_bits(xp, labels, out):
+    """``-y`` of 0/1 ``labels`` (``y = 2t - 1``) as a sign on zero, into ``out``: ``-0.0`` for 1,
+    ``+0.0`` for 0 (:func:`logistic_loss`'s ``sign_bits``). The bits of ``1.0`` shifted left
+    until the lowest bit of its exponent is the sign bit (one integer operation); other
+    values give other bits (the labels are checked besides)."""
+    kind, _, shift = _BITS[labels.dtype.itemsize]  # shift: 8 * itemsize - 1 - finfo(dtype).nmant
+    xp.left_shift(labels.view(kind), shift, out=out.view(kind))
+    return out
+
+
+def logistic_slots(xp) -> int:
+    """The scratch arrays :func:`logistic_loss` uses with ``xp``."""
+    return 3 if log1p_needs_buffer(xp) else 2
 
 
 def multi_margin_loss(
