@@ -33,7 +33,7 @@ def test_entry_runs(entry):
 
 
 #: Beyond this many gradient bytes an entry is left to the benchmark (32768x1000: seconds per call).
-MEMORY_TEST_BYTES = 1 << 23
+MEMORY_TEST_BYTES = 1 << 24
 
 
 def _memory_entries():

