@@ -44,6 +44,15 @@ class Entry:
 
 #: The label of an entry's peak-memory row (and its key in ``Entry.bounds``).
 MEMORY = "peak memory / gradient bytes"
+#: What bounds the 256x10 memory rows of the row-blocked (elementwise) families.
+SMALL_BATCH_MEMORY = (
+    "A 256x10 float32 gradient is 10 KB, so 1.5x leaves 5 KB, and a call's fixed allocations take about "
+    "that before any scratch: the per-example losses (1 KB), the float64 sum of the losses (numpy's 2 KB "
+    "casting buffer), the row sums' buffer (1.5 KB) and Python's own objects (about 2 KB). The last row "
+    "block's scratch comes on top (0.25x the gradient per slot): fewer bytes need more blocks, each a "
+    "Python call per numpy operation (the elementwise losses run 1.2-1.8x slower with a 256- or "
+    "512-element floor, and still miss 1.5). Speed at textcat size was kept."
+)
 
 
 COPY_FLOOR = "numpy copy of guesses"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from thinc.api import registry
 
-from harness import Entry, copy_floor
+from harness import MEMORY, SMALL_BATCH_MEMORY, Entry, copy_floor
 
 torch.set_num_threads(1)
 N, C = 4096, 50
@@ -163,7 +163,8 @@ ENTRIES = [
     _entry("MultiMargin.v1", f"{N}x{C} class indices, p=2", multi_margin(2), MARGIN),
 ]
 ENTRIES += [
-    Entry(name, f"{SMALL[0]}x{SMALL[1]} {what}", make(*SMALL), memory=True, memory_target=1.5)
+    Entry(name, f"{SMALL[0]}x{SMALL[1]} {what}", make(*SMALL), memory=True, memory_target=1.5,
+          bounds={MEMORY: SMALL_BATCH_MEMORY})
     for name, what, make in [
         ("BinaryCrossentropy.v1", "probabilities", bce_probabilities),
         ("BinaryCrossentropy.v1", "from_logits, per-column pos_weight", bce_logits_pos_weight),

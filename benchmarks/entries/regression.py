@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from thinc.api import registry
 
-from harness import Entry, copy_floor
+from harness import MEMORY, SMALL_BATCH_MEMORY, Entry, copy_floor
 
 torch.set_num_threads(1)
 SIZES = [(4096, 50), (32768, 1000)]
@@ -111,6 +111,7 @@ ENTRIES = [
 ]
 #: SPEC section 8: at 256x10 (a textcat batch) peak extra memory <= 1.5x the gradient; no time target.
 ENTRIES += [
-    Entry(name, f"256x10{what}", make(256, 10), memory=True, memory_target=1.5, notes=NOTES)
+    Entry(name, f"256x10{what}", make(256, 10), memory=True, memory_target=1.5, notes=NOTES,
+          bounds={MEMORY: SMALL_BATCH_MEMORY})
     for name, what, make in CALCULATORS
 ]
