@@ -844,3 +844,15 @@ def test_broadcast_weights_add_no_numpy_buffer(weights):
     else:
         calc = BinaryCrossentropy(from_logits=True, class_weights=[float(w) for w in numpy.linspace(0.5, 2.0, 50)])
         assert call_memory_ratio(calc, guesses, truths) <= 1.1
+
+
+def test_small_ufunc_buffers_restore_numpy_s_buffer_size_even_on_error():
+    from thinc_losses_plus.functional.blocks import small_ufunc_buffers
+
+    size = numpy.getbufsize()
+    with small_ufunc_buffers(numpy, 64):
+        assert numpy.getbufsize() == 64
+    with pytest.raises(ZeroDivisionError):
+        with small_ufunc_buffers(numpy, 64):
+            1 / 0
+    assert numpy.getbufsize() == size

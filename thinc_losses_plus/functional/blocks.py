@@ -19,6 +19,7 @@ Blocking changes no bit: an elementwise operation gives each element the
 same value whatever block it is in (the blocks of a C-contiguous array are
 C-contiguous: the same loops run), and a row's reduction sees its whole row.
 """
+import contextlib
 import functools
 import math
 
@@ -54,6 +55,28 @@ SCRATCH_SHARE = 20
 #: per-example losses and numpy's temporaries). At 4096x50 the share above is
 #: larger than this floor.
 MIN_BLOCK_ELEMENTS = 1 << 10
+
+
+@contextlib.contextmanager
+def small_ufunc_buffers(xp, size: int = 1024):
+    """numpy's ufunc buffers of ``size`` elements instead of 8192 while the body runs.
+
+    numpy fills such a buffer where an operand is broadcast (``(R, 1)``
+    against ``(R, C)``) or cast: for an array smaller than 8192 elements (a
+    textcat's 256x10, or a row block) one the array's own size, which doubles
+    its peak memory. The buffers only hold copies of operands on the way to
+    an elementwise loop: the values are the same. (A reduction that casts,
+    such as a float64 sum of float32 values, sums by buffer-sized chunks:
+    keep those outside.) cupy has no such buffers: nothing changes there.
+    """
+    if xp is not numpy:
+        yield
+        return
+    old = numpy.setbufsize(size)
+    try:
+        yield
+    finally:
+        numpy.setbufsize(old)
 
 
 def block_rows(shape, n_buffers: int) -> int:

@@ -27,14 +27,13 @@ the gradients' bytes at the benchmark sizes, with the bits of the
 whole-array formulas. The MMD's kernel matrices are made a few rows at a
 time (:func:`rbf_mmd`).
 """
-import contextlib
 import functools
 import math
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy
 
-from .blocks import block_rows, scratch_blocks
+from .blocks import block_rows, scratch_blocks, small_ufunc_buffers
 
 Array = Any
 #: PyTorch's ``cosine_embedding_loss`` adds this to each squared norm.
@@ -613,21 +612,6 @@ def rbf_mmd(
     """
     with small_ufunc_buffers(xp):
         return _rbf_mmd(xp, guesses, targets, bandwidths, largest, weights, divisor, want_grad)
-
-
-@contextlib.contextmanager
-def small_ufunc_buffers(xp, size: int = 1024):
-    """numpy's ufunc buffers (used where an operand is broadcast, ``(R, 1)`` against ``(R, M)``)
-    of ``size`` elements instead of 8192 while the block runs: the buffers of a small block's
-    operations are then small beside it too (and they stay in the L1 cache)."""
-    if xp is not numpy:
-        yield
-        return
-    old = numpy.setbufsize(size)
-    try:
-        yield
-    finally:
-        numpy.setbufsize(old)
 
 
 def _rbf_mmd(xp, guesses, targets, bandwidths, largest, weights, divisor, want_grad):

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy
 
 from .._core import divide_by
+from .blocks import small_ufunc_buffers
 
 #: Guard inside the logarithm of probability guesses: log(p + 1e-9), as Thinc v4.
 EPS = 1e-9
@@ -110,11 +111,8 @@ def scale_rows(xp, x, v, *, out):
         if out is not x:
             return numpy.einsum("ij,i->ij", x, v, out=out)
         if x.size < numpy.getbufsize():
-            old = numpy.setbufsize(SMALL_BUFSIZE)
-            try:
+            with small_ufunc_buffers(xp, SMALL_BUFSIZE):
                 return numpy.multiply(x, v[:, None], out=out)
-            finally:
-                numpy.setbufsize(old)
     return xp.multiply(x, v[:, None], out=out)
 
 
