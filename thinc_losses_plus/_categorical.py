@@ -192,5 +192,3 @@ def dense_target(name: str, batch: Batch, truths, labels: LabelScheme, label_smo
         off = label_smoothing / (n_classes - 1)
         target = target * (1.0 - label_smoothing - off) + off
     return target, missing
-
-

@@ -374,7 +374,6 @@ class CategoricalCrossentropy(_Categorical):
         return restore_dtype(grad, guesses), losses
 
 
-
 # Moved to their own modules; importable from here as before (pickles name them so).
 from .categorical_focal import CategoricalFocalCrossentropy  # noqa: E402,F401
 from .distillation import KLDivergence  # noqa: E402,F401

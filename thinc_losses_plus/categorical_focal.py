@@ -129,5 +129,3 @@ class CategoricalFocalCrossentropy(_Categorical):
             xp, work, target, span=span, weights=weights, missing=missing, negative=negative, labels=indices, **settings
         )
         return restore_dtype(grad, guesses), losses
-
-

@@ -279,4 +279,3 @@ def _scaled(xp, x, divisor: float, inverse: Optional[float], out):
     if inverse is None:
         return xp.divide(x, divisor, out=out)
     return xp.multiply(x, inverse, out=out)
-

@@ -212,6 +212,7 @@ class CTCTables(NamedTuple):
     local_map: numpy.ndarray  # (B, W, U + 1) per alpha row: slot s has class u; last column all ones
     occupancy_index: numpy.ndarray  # (U + 1, sum T) flat index into the (B, T_max, U + 1) occupancy
 
+
 def ctc_tables(
     labels: Sequence[numpy.ndarray], n_steps: Sequence[int], n_classes: int, blank: int, *, n_dir: int = 2
 ) -> CTCTables:

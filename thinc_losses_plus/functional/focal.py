@@ -17,6 +17,7 @@ def focal_not_label(xp, p_y, w_y, gamma: float):
     log_not = xp.log(1.0 - p_y + EPS)
     return -scale * log_not, scale * (p_y - gamma * (1.0 - p_y) * log_not)
 
+
 def softmax_focal_cross_entropy(
     xp,
     guesses,
@@ -263,4 +264,3 @@ def _power(xp, x, exponent: float):
     if exponent == 2.0:
         return x * x
     return x**exponent
-

@@ -30,6 +30,7 @@ import numpy
 
 from .blocks import clip_function, scratch_blocks
 
+
 def _numpy_log1p_is_vectorised() -> bool:
     """Whether numpy's ``log1p`` runs vectorised on this CPU (AVX512_SKX: numpy's SVML loops,
     numpy >= 1.22), as fast as its ``log`` (on AVX2 machines it is a scalar loop, 3-4x slower)."""

@@ -172,7 +172,6 @@ def row_starts(xp, n: int, c: int):
     return starts
 
 
-
 def split_weights(weights):
     """Split combined weights into (per-row (N, 1), per-element) parts."""
     if weights is None:
@@ -307,7 +306,6 @@ def mask_and_weight_rows(xp, grad, losses, missing, row_w):
     return grad, losses
 
 
-
 def softmax_cross_entropy(
     xp,
     guesses,
@@ -343,7 +341,6 @@ def softmax_cross_entropy(
         if divisor != 1:
             grad /= divisor
     return mask_and_weight_rows(xp, grad, losses, missing, row_w)
-
 
 
 def distribution_tolerance(n_classes: int, dtype) -> float:
