@@ -675,3 +675,170 @@ def test_bad_label_inputs_name_generalized_crossentropy():
         GeneralizedCrossentropy()(p, ["A"] * N)
     with pytest.raises(ValueError, match="'missing_value' is '', which can never equal an integer label"):
         GeneralizedCrossentropy(missing_value="")(p, y)
+
+
+# Memory and blocks (SPEC section 8) -----------------------------------------------------------
+
+MEMORY_CASES = [
+    ("AsymmetricLoss.v1", {}),  # the defaults: the paper's settings
+    ("AsymmetricLoss.v1", {"from_logits": True}),
+    ("AsymmetricLoss.v1", {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05}),
+    ("AsymmetricLoss.v1", {"gamma_pos": 1.0, "gamma_neg": 2.5, "clip": 0.0, "from_logits": True}),
+    ("AsymmetricLoss.v1", {"gamma_pos": 0.0, "gamma_neg": 0.0, "clip": 0.05}),
+    ("Dice.v1", {}),
+    ("Dice.v1", {"from_logits": True}),
+    ("Dice.v1", {"average": "macro"}),
+    ("Dice.v1", {"average": "macro", "from_logits": True}),
+    ("Dice.v1", {"average": "macro", "from_logits": True, "self_adjusting": 1.0, "squared_denominator": True}),
+    ("Dice.v1", {"self_adjusting": 0.5}),
+    ("Tversky.v1", {}),
+    ("Tversky.v1", {"average": "macro"}),
+    ("Tversky.v1", {"average": "macro", "from_logits": True}),
+    ("GeneralizedCrossentropy.v1", {}),
+    ("GeneralizedCrossentropy.v1", {"from_logits": True}),
+    ("GeneralizedCrossentropy.v1", {"from_logits": True, "class_weights": [0.5 + (i % 4) * 0.5 for i in range(50)]}),
+]
+
+
+def _resolve(name, **config):
+    return registry.resolve({"loss": {"@losses": name, **config}})["loss"]
+
+
+def _big_inputs(name, config, n=4096, c=50):
+    rng = numpy.random.default_rng(0)
+    z = rng.normal(scale=2.0, size=(n, c)).astype("float32")
+    if name == "GeneralizedCrossentropy.v1":
+        e = numpy.exp(z - z.max(axis=1, keepdims=True))
+        p = (e / e.sum(axis=1, keepdims=True)).astype("float32")
+        return (z if config.get("from_logits") else p), rng.integers(0, c, size=n)
+    p = (1 / (1 + numpy.exp(-z))).astype("float32")
+    t = (rng.uniform(size=(n, c)) < 0.1).astype("float32")
+    return (z if config.get("from_logits") else p), t
+
+
+@pytest.mark.parametrize(
+    "name,config", MEMORY_CASES, ids=[f"{n}-" + "-".join(f"{k}" if k == "class_weights" else f"{k}={v}" for k, v in c.items()) for n, c in MEMORY_CASES]
+)
+def test_peak_memory_of_call_is_near_the_gradient(name, config):
+    """SPEC section 8: at most 1.1x the gradient's bytes at 4096x50 (tracemalloc, result included)."""
+    from battery import call_memory_ratio
+
+    guesses, truths = _big_inputs(name, config)
+    assert call_memory_ratio(_resolve(name, **config), guesses, truths) <= 1.1
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 0.5, 2.5, 9.0])
+def test_power_into_is_the_power(exponent):
+    from thinc_losses_plus.functional.blocks import power_into
+
+    x = numpy.random.default_rng(0).uniform(0, 1.5, (5, 7))
+    numpy.testing.assert_allclose(power_into(numpy, x, exponent, numpy.empty_like(x)), x**exponent, rtol=1e-14)
+
+
+ASL_SETTINGS = [
+    dict(gamma_pos=0.0, gamma_neg=4.0, clip=0.05),
+    dict(gamma_pos=1.0, gamma_neg=4.0, clip=0.0),
+    dict(gamma_pos=2.0, gamma_neg=0.0, clip=0.05),
+    dict(gamma_pos=0.5, gamma_neg=2.5, clip=0.1),
+    dict(gamma_pos=0.0, gamma_neg=0.0, clip=0.0),
+]
+
+
+@pytest.mark.parametrize("logits", [False, True])
+@pytest.mark.parametrize("setting", ASL_SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("want_grad", [True, False])
+def test_asymmetric_blocks_equal_one_pass_over_the_whole_array(logits, setting, want_grad):
+    """The blocked maths (many blocks, scratch borrowed from the gradient) has the bits of the
+    elementwise maths run once on the whole arrays, with fresh arrays, then weighted and reduced."""
+    from thinc_losses_plus.functional import asymmetric as F
+    from thinc_losses_plus.functional.blocks import row_total
+
+    rng = numpy.random.default_rng(3)
+    n, c = 3000, 23  # dozens of blocks
+    x = rng.normal(0, 3, (n, c)) if logits else rng.uniform(0, 1, (n, c))
+    if not logits:
+        x[0, :4] = [0.0, 1.0, setting["clip"], 0.5]
+    t = rng.uniform(0, 1, (n, c))
+    t[: n // 2] = t[: n // 2] > 0.7
+    w = rng.uniform(0, 2, (n, 1))
+    blocked = (F.asymmetric_loss_with_logits if logits else F.asymmetric_loss)(
+        numpy, x, t, weights=w, divisor=7.0, want_grad=want_grad, **setting
+    )
+    maths = F.asymmetric_terms_with_logits if logits else F.asymmetric_terms
+    with numpy.errstate(all="ignore"):
+        grad, loss = maths(numpy, x, t, want_grad=want_grad, **setting)
+    numpy.testing.assert_array_equal(blocked[1], row_total(numpy, loss, w))
+    if want_grad:
+        grad *= w
+        numpy.testing.assert_array_equal(blocked[0], numpy.divide(grad, 7.0))
+    else:
+        assert blocked[0] is None
+
+
+def _one_block(monkeypatch):
+    """Make the overlap losses' row blocks one block over the whole array, with fresh scratch."""
+    from thinc_losses_plus.functional import overlap as F
+
+    def one_block(xp, work, n_slots):
+        yield slice(0, work.shape[0]), [xp.empty_like(work) for _ in range(n_slots)]
+
+    monkeypatch.setattr(F, "scratch_blocks", one_block)
+
+
+@pytest.mark.parametrize("average", ["samples", "macro"])
+@pytest.mark.parametrize("logits", [False, True])
+@pytest.mark.parametrize(
+    "cls,setting",
+    [(Dice, {}), (Dice, {"squared_denominator": True}), (Dice, {"self_adjusting": 0.5}),
+     (Dice, {"self_adjusting": 2.0, "squared_denominator": True}), (Tversky, {}), (Tversky, {"alpha": 1.0, "beta": 0.0})],
+    ids=["dice", "squared", "adjusting-0.5", "adjusting-2-squared", "tversky", "tversky-1-0"],
+)
+@pytest.mark.parametrize("weighted", ["none", "rows", "elements"])
+def test_overlap_blocks_equal_one_block(monkeypatch, average, logits, cls, setting, weighted):
+    """Many row blocks (the column sums of "macro" summed block by block) give the numbers of
+    one block over the whole array, to float64 rounding."""
+    rng = numpy.random.default_rng(4)
+    n, c = 3000, 23
+    guesses = rng.normal(0, 3, (n, c)) if logits else rng.uniform(0, 1, (n, c))
+    truths = rng.uniform(0, 1, (n, c))
+    weights = {"none": None, "rows": rng.uniform(0, 2, n), "elements": rng.uniform(0, 2, (n, c))}[weighted]
+    calc = cls(average=average, from_logits=logits, **setting)
+    grad, loss = calc(guesses, truths, sample_weight=weights)
+    per_example = calc.get_loss_per_example(guesses, truths, sample_weight=weights)
+    _one_block(monkeypatch)
+    grad_1, loss_1 = calc(guesses, truths, sample_weight=weights)
+    numpy.testing.assert_allclose(loss, loss_1, rtol=1e-12)
+    # entries where t A + B nearly cancels are to the gradient's scale, not their own
+    numpy.testing.assert_allclose(grad, grad_1, rtol=1e-12, atol=1e-12 * numpy.abs(grad_1).max())
+    numpy.testing.assert_allclose(per_example, calc.get_loss_per_example(guesses, truths, sample_weight=weights), rtol=1e-12)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("extras", ["plain", "weights", "negative-missing"])
+def test_gce_blocks_equal_one_block(monkeypatch, from_logits, extras):
+    """The row blocks of the integer-label GCE change no bit."""
+    from thinc_losses_plus.functional import generalized_cross_entropy as F
+
+    rng = numpy.random.default_rng(5)
+    n, names = 3000, ["A", "B", "C", "D"]
+    z = rng.normal(0, 2, (n, 4))
+    e = numpy.exp(z - z.max(axis=1, keepdims=True))
+    guesses = z if from_logits else e / e.sum(axis=1, keepdims=True)
+    labels = [names[i] for i in rng.integers(0, 4, n)]
+    settings, kwargs = {}, {}
+    if extras == "weights":
+        settings["class_weights"] = [0.5, 2.0, 1.0, 3.0]
+        kwargs["sample_weight"] = rng.uniform(0, 2, n)
+    if extras == "negative-missing":
+        settings.update(neg_prefix="!", missing_value="-")
+        labels = ["!" + y if i % 3 == 1 else ("-" if i % 7 == 2 else y) for i, y in enumerate(labels)]
+    calc = GeneralizedCrossentropy(names=names, from_logits=from_logits, **settings)
+    grad, loss = calc(guesses, labels, **kwargs)
+    per_example = calc.get_loss_per_example(guesses, labels, **kwargs)
+    assert len(list(F.gce_row_blocks(n))) > 1
+    monkeypatch.setattr(F, "GCE_MIN_ROWS", n)
+    grad_1, loss_1 = calc(guesses, labels, **kwargs)
+    assert len(list(F.gce_row_blocks(n))) == 1
+    assert loss == loss_1
+    numpy.testing.assert_array_equal(grad, grad_1)
+    numpy.testing.assert_array_equal(per_example, calc.get_loss_per_example(guesses, labels, **kwargs))

@@ -14,7 +14,8 @@ its label settings; given probabilities its gradient is with respect to the
 logits behind them (what Thinc's ``Softmax`` layer expects).
 
 The classes hold settings and validate inputs; the maths lives in
-:mod:`thinc_losses_plus.functional.imbalance`.
+:mod:`thinc_losses_plus.functional.overlap`, ``asymmetric`` and
+``generalized_cross_entropy``.
 """
 import math
 from typing import Optional, Sequence, Union
@@ -22,7 +23,7 @@ from typing import Optional, Sequence, Union
 import numpy
 
 from ._checks import check_bool, check_choice, check_float, setting_error
-from ._core import Evaluation, LossCalculator, elementwise_result
+from ._core import Evaluation, LossCalculator
 from ._inputs import (
     Checks,
     ElementwiseRows,
@@ -39,16 +40,12 @@ from ._inputs import (
 from .binary import sigmoid_targets
 from .functional.blocks import OnePassElements
 from .categorical import _Categorical, dense_target
-from .functional.imbalance import (
-    AVERAGES,
-    SAMPLES,
-    asymmetric_loss,
-    asymmetric_loss_with_logits,
+from .functional.asymmetric import asymmetric_loss, asymmetric_loss_with_logits
+from .functional.generalized_cross_entropy import (
     generalized_cross_entropy,
     generalized_cross_entropy_with_integer_labels,
-    soft_dice_loss,
-    tversky_loss,
 )
+from .functional.overlap import AVERAGES, SAMPLES, soft_dice_loss, tversky_loss
 from .labels import ClassWeights, LabelScheme, check_missing_target
 
 __all__ = ["Dice", "Tversky", "AsymmetricLoss", "GeneralizedCrossentropy"]
@@ -99,13 +96,13 @@ class _Overlap(ElementwiseRows, LossCalculator):
                 row_weights, weights = weights, None
         inside = keep if weights is None else (weights if keep is None else weights * keep)
         with numpy.errstate(all="ignore"):  # bad inputs are reported by the checks below
-            grad, per_example = self._maths(xp, x, t, inside, want_grad)
-            grad, per_example = elementwise_result(per_example, grad, row_weights, divisor)
+            # the row weights and the divisor are applied block by block, inside the maths
+            grad, per_example = self._maths(xp, x, t, inside, row_weights, divisor, want_grad)
         check_loss_overflow(checks, per_example)
         checks.run()
         return elementwise_grad(grad, guesses), per_example
 
-    def _maths(self, xp, x, t, weights, want_grad: bool):
+    def _maths(self, xp, x, t, weights, row_weights, divisor: float, want_grad: bool):
         raise NotImplementedError
 
 
@@ -234,7 +231,7 @@ class Dice(_Overlap):
         self.squared_denominator = check_bool(self.name, "squared_denominator", squared_denominator)
         self.self_adjusting = check_float(self.name, "self_adjusting", self_adjusting, **NON_NEGATIVE)
 
-    def _maths(self, xp, x, t, weights, want_grad: bool):
+    def _maths(self, xp, x, t, weights, row_weights, divisor: float, want_grad: bool):
         return soft_dice_loss(
             xp,
             x,
@@ -245,6 +242,8 @@ class Dice(_Overlap):
             self_adjusting=self.self_adjusting,
             from_logits=self.from_logits,
             weights=weights,
+            row_weights=row_weights,
+            divisor=divisor,
             want_grad=want_grad,
         )
 
@@ -339,7 +338,7 @@ class Tversky(_Overlap):
         if self.alpha == 0.0 and self.beta == 0.0:
             raise setting_error(self.name, "alpha", "and 'beta' must not both be 0 (the loss would be 0 for any guesses)")
 
-    def _maths(self, xp, x, t, weights, want_grad: bool):
+    def _maths(self, xp, x, t, weights, row_weights, divisor: float, want_grad: bool):
         return tversky_loss(
             xp,
             x,
@@ -350,6 +349,8 @@ class Tversky(_Overlap):
             average=self.average,
             from_logits=self.from_logits,
             weights=weights,
+            row_weights=row_weights,
+            divisor=divisor,
             want_grad=want_grad,
         )
 

@@ -79,6 +79,33 @@ def small_ufunc_buffers(xp, size: int = 1024):
         numpy.setbufsize(old)
 
 
+#: Arrays of at most this many entries are one block with scratch arrays of their own: at
+#: a textcat's 256x10 the Python calls of several blocks cost more than the arithmetic
+#: (SPEC's bound there, 1.5x the gradient, is out of reach of any layout: the per-example
+#: losses and the call's small arrays alone are about that much).
+SMALL_ARRAY = 1 << 14
+
+
+def power_into(xp, x, exponent: float, out):
+    """``x ** exponent`` (``exponent > 0``) written into ``out``: integer exponents up to 8 by
+    left-to-right binary powering, products only (numpy's ``pow`` costs 20 times a product)."""
+    k = int(exponent)
+    if exponent != k or not 1 <= k <= 8:
+        return xp.power(x, exponent, out=out)
+    bits = bin(k)[3:]  # the bits after the leading one
+    if not bits:
+        out[...] = x
+        return out
+    xp.multiply(x, x, out=out)
+    if bits[0] == "1":
+        out *= x
+    for bit in bits[1:]:
+        out *= out
+        if bit == "1":
+            out *= x
+    return out
+
+
 def block_rows(shape, n_buffers: int) -> int:
     """The rows of one block of an array of ``shape`` for maths with ``n_buffers`` scratch buffers."""
     n = int(shape[0]) if len(shape) else 1
