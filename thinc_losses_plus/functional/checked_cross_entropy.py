@@ -24,6 +24,8 @@ from .softmax import EPS, distribution_tolerance, ones_vector, row_starts, softm
 #: pass brought it into: one pass over memory instead of three.
 STREAM_BYTES = 1 << 23
 STREAM_ELEMENTS = 1 << 16  # 256 KiB of float32: half this machine's per-core L2
+#: Up to this many columns the label entries are gathered twice rather than held twice.
+SECOND_GATHER_COLUMNS = 16
 _UNSIGNED = {size: numpy.dtype(f"uint{8 * size}") for size in (1, 2, 4, 8)}
 
 
@@ -144,9 +146,11 @@ def checked_cross_entropy_with_integer_labels(
         flat += starts
     else:
         flat = starts + labels
-    if want_grad and not overwrite:
+    if want_grad and not overwrite and c <= SECOND_GATHER_COLUMNS:
         # The label entries of the gradient first, then log p_y from a second gather: one
-        # (N,) array alive at a time besides the flat index (peak memory at textcat sizes).
+        # (N,) array alive at a time besides the flat index (peak memory at textcat sizes,
+        # where an (N,) array is a tenth of the gradient; with wide rows it is a few percent,
+        # and the second gather's random reads cost more than the array).
         if grad is None:
             grad = _scaled(xp, probs, divisor, inverse, None)
         gold = probs.reshape(-1)[flat]
@@ -161,8 +165,9 @@ def checked_cross_entropy_with_integer_labels(
     gold = probs.reshape(-1)[flat]
     log_gold = gold + eps
     xp.log(log_gold, out=log_gold)
-    if want_grad:  # over the guesses: p_y is read before they are
-        grad = _scaled(xp, probs, divisor, inverse, probs)
+    if want_grad:
+        if grad is None:  # (with ``overwrite``, over the guesses: p_y is read before they are)
+            grad = _scaled(xp, probs, divisor, inverse, probs if overwrite else None)
         gold -= one
         if divisor != 1:
             _scaled(xp, gold, divisor, inverse, gold)
