@@ -191,6 +191,12 @@ def environment():
     return ", ".join(parts)
 
 
+def with_current_bounds(rows, entries):
+    """``rows`` (measured) with each row's bound text read anew from its entry."""
+    bounds = {(e.name, e.case): e.bounds for e in entries}
+    return [dict(row, bound=bounds.get((row["name"], row["case"]), {}).get(row["label"], "")) for row in rows]
+
+
 def run_in_subprocess(index, *, min_time):
     """The rows of entry ``index`` (of :func:`load_entries`), measured in a fresh interpreter."""
     command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--entry", str(index), "--min-time", str(min_time)]
@@ -203,6 +209,11 @@ def main(argv=None):
     parser.add_argument("-k", default="", help="only entries whose name or case contains this")
     parser.add_argument("--min-time", type=float, default=0.25, help="seconds per timing round set")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--render", action="store_true",
+        help="measure nothing: rewrite the docs from benchmarks/results.json (the last full run, on this "
+        "machine) with the entries' current texts of what bounds an unmet row",
+    )
     parser.add_argument("--entry", type=int, help=argparse.SUPPRESS)  # the child: run one entry, print its rows
     args = parser.parse_args(argv)
     everything = load_entries()
@@ -210,11 +221,14 @@ def main(argv=None):
         with pin_threads():
             print(json.dumps(run_entry(everything[args.entry], min_time=args.min_time)))
         return 0
-    rows = []
-    for index, entry in enumerate(everything):
-        if args.k in entry.name or args.k in entry.case:
-            print(f"{entry.name} [{entry.case}] ...", file=sys.stderr, flush=True)
-            rows.extend(run_in_subprocess(index, min_time=args.min_time))
+    if args.render:
+        rows = with_current_bounds(json.loads((HERE / "results.json").read_text()), everything)
+    else:
+        rows = []
+        for index, entry in enumerate(everything):
+            if args.k in entry.name or args.k in entry.case:
+                print(f"{entry.name} [{entry.case}] ...", file=sys.stderr, flush=True)
+                rows.extend(run_in_subprocess(index, min_time=args.min_time))
     with pin_threads():
         machine = environment()
     text = table(rows)

@@ -141,3 +141,15 @@ def test_spacy_overhead_section_replaces_its_markers_and_run_py_keeps_it(tmp_pat
     text = doc.read_text()
     assert "old table" not in text and "Written by `python benchmarks/run.py`" in text
     assert text.count(spacy_overhead.START) == 1 and "spaCy rows" in text
+
+
+def test_render_reads_each_rows_bound_from_its_entry_as_it_is_now():
+    from run import with_current_bounds
+
+    entry = next(e for e in ENTRIES if e.bounds)
+    label = next(iter(entry.bounds))
+    rows = [{"name": entry.name, "case": entry.case, "label": label, "bound": "an old text"},
+            {"name": "Gone.v1", "case": "8x2", "label": "torch", "bound": "stale"}]
+    fresh = with_current_bounds(rows, ENTRIES)
+    assert fresh[0]["bound"] == entry.bounds[label] and fresh[1]["bound"] == ""
+    assert rows[0]["bound"] == "an old text", "the measured rows are not written"

@@ -138,9 +138,17 @@ MEM = dict(memory=True, memory_target=1.1)
 SMALL = (256, 10)
 
 
-def _entry(name, case, setup, torch_label):
-    """An entry whose PyTorch comparison ``torch_label`` carries the SPEC's "no slower" target."""
-    return Entry(name, case, setup, targets={torch_label: 1.0}, **MEM)
+def _entry(name, case, setup, torch_label, bound=""):
+    """An entry whose PyTorch comparison ``torch_label`` carries the SPEC's "no slower" target
+    (``bound``: what bounds the row when it misses)."""
+    return Entry(name, case, setup, targets={torch_label: 1.0}, bounds={torch_label: bound} if bound else {}, **MEM)
+
+
+LOGISTIC_BOUND = (
+    "Within noise of torch (0.93-1.10 over fresh-process runs on a quiet machine): ours also checks the "
+    "scores (NaN, inf) and the labels (0/1), about 190 us of the ~850 us call, which torch does not; the "
+    "maths itself is 13 passes over the batch in row blocks."
+)
 
 
 BIG = f"{LARGE[0]}x{LARGE[1]}"
@@ -158,7 +166,7 @@ ENTRIES = [
            "torch autograd (torchvision formula) fwd+bwd"),
     _entry("Hinge.v1", f"{N}x{C} 0/1 labels", hinge(squared=False), AUTOGRAD),
     _entry("SquaredHinge.v1", f"{N}x{C} 0/1 labels", hinge(squared=True), AUTOGRAD),
-    _entry("Logistic.v1", f"{N}x{C} binary labels", logistic, "torch softplus fwd+bwd"),
+    _entry("Logistic.v1", f"{N}x{C} binary labels", logistic, "torch softplus fwd+bwd", LOGISTIC_BOUND),
     _entry("MultiMargin.v1", f"{N}x{C} class indices, p=1", multi_margin(1), MARGIN),
     _entry("MultiMargin.v1", f"{N}x{C} class indices, p=2", multi_margin(2), MARGIN),
 ]
