@@ -286,3 +286,65 @@ def test_backends_agree(case, xp):
     host = case.build()(*inputs(case, numpy, "float64"))
     here = case.build()(*inputs(case, xp, "float64"))
     assert_loss_and_grad_close(here, host, rtol=1e-9, atol=1e-12)
+
+
+#: Examples per call for the checks at block sizes: past the one-block floors of the row-blocked
+#: maths (functional/blocks.py), so that several blocks, borrowed scratch and the streamed
+#: branches run (the battery's own few rows take the one-block paths).
+BLOCK_SIZE_N = 3000
+#: Columns of the wide variant: past the kernels' width thresholds (the sparse kernel's
+#: second gather, PartialLabel's transposed copy, ...), which the cases' few columns never reach.
+WIDE = 300
+
+
+def widened(guesses, truths, width: int):
+    """``(guesses, truths)`` with zero columns appended up to ``width`` where that keeps them
+    valid (a 2-d float array of guesses; truths that are labels, or an array of the guesses'
+    shape, widened alike), else None. Zero columns keep probability rows summing to 1, logits
+    and scores finite, targets and codes meaning "not this class"."""
+    if not (hasattr(guesses, "ndim") and guesses.ndim == 2 and guesses.dtype.kind == "f" and guesses.shape[1] < width):
+        return None
+
+    def wide(x):
+        out = numpy.zeros((x.shape[0], width), dtype=x.dtype)
+        out[:, : x.shape[1]] = x
+        return out
+
+    if hasattr(truths, "shape") and tuple(truths.shape) == tuple(guesses.shape):
+        return wide(guesses), wide(truths)
+    if isinstance(truths, list) or (hasattr(truths, "ndim") and truths.ndim == 1 and truths.dtype.kind in "iu"):
+        return wide(guesses), truths
+    return None
+
+
+@pytest.mark.parametrize("shape", ["rows", "wide"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_no_mutation_and_call_equals_parts_at_block_sizes(case, shape):
+    """The defect: a kernel branch taken only past a width threshold wrote the gradient over
+    the caller's guesses (caught before it shipped). Here every calculator gets a batch
+    large enough for its multi-block paths (and, where zero columns keep the inputs valid, one
+    of WIDE columns): the inputs stay as they were, a second call gives the same bits, and
+    ``__call__`` gives the bits of ``get_grad`` and ``get_loss``."""
+    loss_calc = case.build()
+    guesses, truths = inputs(case, numpy, "float32", n=BLOCK_SIZE_N if shape == "rows" else 64)
+    if shape == "wide":
+        made = widened(guesses, truths, WIDE)
+        if made is None:
+            pytest.skip("inputs that zero columns cannot widen (sequences, pairs, dense rows of another shape)")
+        guesses, truths = made
+        if getattr(loss_calc, "names", None) is not None:
+            pytest.skip("names fix the number of columns")
+    before = snapshot(guesses), snapshot(truths)
+    try:
+        grad, loss = loss_calc(guesses, truths)
+    except ValueError as error:
+        if shape == "rows":
+            raise
+        # per-column settings (class weights, pos_weight) or a label convention (-1/1) that
+        # zero columns break: the calculator refuses the widened inputs, as it should
+        pytest.skip(f"the case's settings fix its columns: {error}")
+    assert same(snapshot(guesses), before[0]) and same(snapshot(truths), before[1])
+    again = loss_calc(guesses, truths)
+    assert same(snapshot(again[0]), snapshot(grad)) and again[1] == loss
+    assert same(snapshot(loss_calc.get_grad(guesses, truths)), snapshot(grad))
+    assert loss_calc.get_loss(guesses, truths) == loss
